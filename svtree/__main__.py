@@ -1,0 +1,3 @@
+from svtree.cli import entry
+
+entry()

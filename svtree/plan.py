@@ -1,0 +1,162 @@
+"""The compiled plan: an immutable value the runtime only applies.
+
+The compiler builds it from a tree on disk; `svtree run` loads it (directly after
+compiling, or from a plan file written by `svtree compile -o`). The runtime never reads
+service.toml: a reload is compile, then `diff(old, new)` by content digest, then apply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from svtree import __version__
+from svtree.errors import PlanFileError
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service, every setting resolved (defaults filled in, signal as a number)."""
+
+    name: str
+    path: str  # absolute path of the service directory (cwd of run and finish)
+    type: str = "longrun"  # "longrun" | "oneshot"
+    run: str = ""  # absolute path of the run script
+    finish: "str | None" = None  # absolute path of the finish script, if any
+    down: bool = False  # a `down` file: not started at boot
+    depends_on: "tuple[str, ...]" = ()
+    restart: str = "always"  # "always" | "on-failure" | "never"
+    restart_delay: float = 1.0
+    restart_delay_max: float = 30.0
+    critical: bool = False
+    stop_signal: int = 15
+    stop_timeout: float = 10.0
+    finish_timeout: float = 5.0
+    notification_fd: "int | None" = None
+    ready_command: "str | None" = None
+    ready_interval: float = 0.2
+    ready_timeout: float = 60.0
+    environment: "tuple[tuple[str, str], ...]" = ()
+    uid: "int | None" = None  # resolved from `user`
+    gid: "int | None" = None  # resolved from `group`, else the user's primary group
+    groups: "tuple[int, ...] | None" = None  # supplementary groups of `user`
+    digest: str = ""  # content hash: every file of the directory and the settings
+
+    @property
+    def has_readiness(self) -> bool:
+        return self.notification_fd is not None or self.ready_command is not None
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    """DIR/svtree.toml."""
+
+    kill_grace: float = 3.0
+    main_stop_timeout: float = 10.0
+    log_format: str = "console"  # "console" | "json"
+    output: str = "prefix"  # "prefix" | "raw"
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str  # absolute path of the tree directory
+    services: "tuple[ServiceSpec, ...]"  # sorted by name
+    levels: "tuple[tuple[str, ...], ...]"  # start order: each level depends only on earlier ones
+    settings: GlobalSettings = field(default_factory=GlobalSettings)
+    source_digest: str = ""  # digest over the whole tree, to refuse stale plan files
+
+    def by_name(self) -> "dict[str, ServiceSpec]":
+        return {s.name: s for s in self.services}
+
+    def dependents(self) -> "dict[str, tuple[str, ...]]":
+        """Reverse edges: for each service, the services that depend on it."""
+        rev: "dict[str, list[str]]" = {s.name: [] for s in self.services}
+        for s in self.services:
+            for dep in s.depends_on:
+                rev[dep].append(s.name)
+        return {k: tuple(sorted(v)) for k, v in rev.items()}
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    added: "tuple[str, ...]"
+    removed: "tuple[str, ...]"
+    changed: "tuple[str, ...]"
+    unchanged: "tuple[str, ...]"
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+def diff(old: Plan, new: Plan) -> PlanDiff:
+    """What a reload must do: compare services by name and content digest."""
+    a, b = old.by_name(), new.by_name()
+    return PlanDiff(
+        added=tuple(sorted(set(b) - set(a))),
+        removed=tuple(sorted(set(a) - set(b))),
+        changed=tuple(sorted(n for n in set(a) & set(b) if a[n].digest != b[n].digest)),
+        unchanged=tuple(sorted(n for n in set(a) & set(b) if a[n].digest == b[n].digest)),
+    )
+
+
+# --- plan files -----------------------------------------------------------------------
+
+def to_dict(plan: Plan) -> dict:
+    return {
+        "format": PLAN_FORMAT,
+        "svtree": __version__,
+        "source": plan.source,
+        "source_digest": plan.source_digest,
+        "settings": asdict(plan.settings),
+        "levels": [list(level) for level in plan.levels],
+        "services": [asdict(s) for s in plan.services],
+    }
+
+
+def _tuplify(value):
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def from_dict(data: dict) -> Plan:
+    names = {f.name for f in fields(ServiceSpec)}
+    services = []
+    for raw in data["services"]:
+        unknown = set(raw) - names
+        if unknown:
+            raise PlanFileError(f"unknown service field(s) {sorted(unknown)}")
+        services.append(ServiceSpec(**{k: _tuplify(v) for k, v in raw.items()}))
+    return Plan(
+        source=data["source"],
+        services=tuple(services),
+        levels=tuple(tuple(level) for level in data["levels"]),
+        settings=GlobalSettings(**data["settings"]),
+        source_digest=data.get("source_digest", ""),
+    )
+
+
+def dump(plan: Plan) -> str:
+    return json.dumps(to_dict(plan), indent=1, sort_keys=True) + "\n"
+
+
+def load(text: str, origin: str = "plan file") -> Plan:
+    """Load a plan file; refuse one written by another format or svtree version."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise PlanFileError(f"{origin}: not a plan file ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict) or "format" not in data:
+        raise PlanFileError(f"{origin}: not a plan file (run `svtree compile DIR -o FILE`)")
+    if data["format"] != PLAN_FORMAT or data.get("svtree") != __version__:
+        raise PlanFileError(
+            f"{origin}: written by svtree {data.get('svtree')} (plan format {data['format']}), "
+            f"this is svtree {__version__}: compile it again with `svtree compile -o`"
+        )
+    try:
+        return from_dict(data)
+    except (KeyError, TypeError) as e:
+        raise PlanFileError(f"{origin}: damaged plan file ({e}): compile it again") from None
