@@ -1,0 +1,480 @@
+"""The core's model of the tree: one record per service, monitors as child processes,
+the start order (a service gets `up` once its dependencies are ready or done), the
+ordered shutdown (a service gets `exit` once everything that depends on it is gone),
+the main command, the final sweep and the reaper.
+
+Reaping happens in exactly one place (`reap`), and each status goes to the owner of
+the pid: a monitor, the main command, the watcher, or nobody (an orphan).
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+import signal
+import socket
+import time
+from typing import Callable
+
+from svtree import osutil, wire
+from svtree.core.output import PrefixedPipe
+from svtree.monitor import monitor_main
+from svtree.plan import Plan, ServiceSpec
+from svtree.signames import signal_name
+from svtree.states import State, Want
+
+SATISFIED = (State.READY.value, State.DONE.value)  # a dependency that lets dependents start
+NOT_FORWARDED = {
+    signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGTRAP,
+    signal.SIGABRT, signal.SIGSYS, signal.SIGPIPE, signal.SIGXFSZ,
+}
+RETRY_DELAY = 1.0  # after EAGAIN/EMFILE/ENOMEM
+
+
+class Service:
+    """The core's record of one service. `want` is what the core asked for; the rest
+    mirrors the monitor's last report."""
+
+    def __init__(self, spec: ServiceSpec) -> None:
+        self.spec = spec
+        self.want = Want.DOWN if spec.down else Want.UP
+        self.sent_up = False  # `up` sent to the current monitor
+        self.monitor_pid: "int | None" = None
+        self.sock: "socket.socket | None" = None
+        self.pipes: "list[PrefixedPipe]" = []
+        self.report: dict = {"state": State.DOWN.value, "pid": None, "restarts": 0,
+                             "exit_code": None, "exit_signal": 0, "ready": False,
+                             "started_at": None, "gave_up": False, "pgid": None}
+        self.exit_sent = False  # shutdown or removal: the monitor was told to exit
+        self.gone = False  # its monitor has exited after `exit` (or died during shutdown)
+        self.restarts_before = 0  # restarts counted by monitors that died
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def state(self) -> str:
+        if self.want is Want.UP and not self.sent_up and self.report["state"] in ("down", "failed"):
+            return State.STARTING.value  # waiting for dependencies (or a monitor)
+        return self.report["state"]
+
+
+class Core:
+    def __init__(self, loop, plan: Plan, log, *, output: str, main_cmd: "list[str]",
+                 is_pid1: bool, kill_grace: float, main_stop_timeout: float) -> None:
+        self.loop = loop
+        self.plan = plan
+        self.log = log
+        self.output = output
+        self.main_cmd = main_cmd
+        self.is_pid1 = is_pid1
+        self.kill_grace = kill_grace
+        self.main_stop_timeout = main_stop_timeout
+        self.services: "dict[str, Service]" = {s.name: Service(s) for s in plan.services}
+        self.by_monitor: "dict[int, Service]" = {}
+        self.main_pid: "int | None" = None
+        self.main_started = False
+        self.main_code: "int | None" = None
+        self.failed = False  # a critical service or a oneshot at boot failed: exit 1
+        self.booted = False  # every service wanted up was once ready/done
+        self.shutting_down = False
+        self.phase = "run"  # run -> main -> services -> sweep -> done
+        self.shutdown_started = 0.0
+        self.sweep_deadline = None
+        self.spared: "set[int]" = set()  # ctl clients waiting for the end
+        self.on_exit_hooks: "list[Callable[[], None]]" = []
+        self.other_children: "dict[int, Callable[[int], None]]" = {}  # watcher etc.
+        self.orphans_reaped = 0
+        self.t0 = time.monotonic()
+        self.state_listeners: "list[Callable[[], None]]" = []
+
+    # --- boot ---------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        for name in self._level_order():
+            self.start_monitor(self.services[name])
+        self.converge()
+
+    def _level_order(self) -> "list[str]":
+        return [n for level in self.plan.levels for n in level if n in self.services]
+
+    def service_env(self, spec: ServiceSpec) -> "dict[str, str]":
+        env = dict(os.environ)
+        env.update(dict(spec.environment))
+        return env
+
+    def start_monitor(self, svc: Service) -> None:
+        if self.shutting_down and not svc.exit_sent:
+            return
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pipes: "list[tuple[int, int]]" = []
+        try:
+            if self.output == "prefix":
+                pipes = [os.pipe(), os.pipe()]
+                out_w, err_w = pipes[0][1], pipes[1][1]
+            else:
+                out_w, err_w = 1, 2
+            env = self.service_env(svc.spec)
+            gc.freeze()  # keep the monitor's copy-on-write pages shared
+            pid = osutil.fork_quiet()
+        except OSError as e:
+            parent.close()
+            child.close()
+            for r, w in pipes:
+                os.close(r)
+                os.close(w)
+            self.log.warning("retry_later", service=svc.name, what="fork monitor", error=e.strerror)
+            self.loop.call_later(RETRY_DELAY, lambda: self.start_monitor(svc))
+            return
+        if pid == 0:
+            monitor_main(svc.spec, child.fileno(), out_w, err_w, env)  # never returns
+        child.close()
+        svc.monitor_pid = pid
+        svc.sock = parent
+        svc.sent_up = False
+        svc.gone = False
+        self.by_monitor[pid] = svc
+        parent.setblocking(False)
+        self.loop.add_reader(parent, lambda: self.on_monitor_message(svc, parent))
+        svc.pipes = []
+        for (r, w), target in zip(pipes, (1, 2)):
+            os.close(w)
+            os.set_blocking(r, False)
+            pipe = PrefixedPipe(svc.name, r, target)
+            svc.pipes.append(pipe)
+            self.loop.add_reader(r, lambda p=pipe: self.on_output(p))
+
+    def send(self, svc: Service, msg: dict) -> None:
+        if svc.sock is None:
+            return
+        try:
+            svc.sock.send(wire.encode(msg))
+        except OSError:
+            pass  # a dead monitor: the reaper deals with it
+
+    # --- output -------------------------------------------------------------------------
+
+    def on_output(self, pipe: PrefixedPipe) -> None:
+        if not pipe.read():
+            self.loop.remove_reader(pipe.fd)
+            os.close(pipe.fd)
+            pipe.fd = -1
+
+    def drain_output(self, svc: Service) -> None:
+        for pipe in svc.pipes:
+            if pipe.fd >= 0:
+                pipe.drain()
+
+    # --- monitor reports ----------------------------------------------------------------
+
+    def on_monitor_message(self, svc: Service, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(wire.MAX_DATAGRAM)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.loop.remove_reader(sock)
+            return  # EOF: the reaper will see the monitor's exit
+        if sock is svc.sock:
+            self.on_report(svc, wire.decode(data))
+
+    def on_report(self, svc: Service, msg: dict) -> None:
+        old = svc.report
+        msg["restarts"] = msg.get("restarts", 0) + svc.restarts_before
+        svc.report = msg
+        self.log_transition(svc, old, msg)
+        if old.get("pid") and msg.get("pid") is None:
+            self.drain_output(svc)
+        if msg.get("gave_up") and not old.get("gave_up"):
+            svc.want = Want.DOWN
+            if svc.spec.critical and not self.shutting_down:
+                self.failed = True
+                self.begin_shutdown(f"critical service {svc.name} ended")
+            elif svc.spec.type == "oneshot" and msg["state"] == "failed" and not self.booted:
+                self.failed = True
+                self.begin_shutdown(f"oneshot {svc.name} failed")
+        self.converge()
+        self.notify_listeners()
+
+    def log_transition(self, svc: Service, old: dict, new: dict) -> None:
+        log = self.log.bind(service=svc.name)
+        state, was = new["state"], old.get("state")
+        if new.get("error"):
+            log.warning("retry_later", error=new["error"])
+        if new.get("pid") and new.get("pid") != old.get("pid"):
+            log.info("service_started", pid=new["pid"], restarts=new["restarts"])
+        if old.get("pid") and new.get("pid") is None and new.get("event") == "exited":
+            fields = {"uptime": round(new.get("last_uptime") or 0.0, 3)}
+            if new.get("exit_code") is None:
+                fields["signal"] = signal_name(new.get("exit_signal") or 0)
+            else:
+                fields["exit_code"] = new["exit_code"]
+            log.info("service_exited", pid=old["pid"], **fields)
+        if state == was:
+            return
+        if state == "ready":
+            log.info("service_ready", pid=new.get("pid"))
+        elif state == "backoff":
+            log.info("service_restarting", delay=new.get("delay"))
+        elif state == "failed":
+            log.warning("service_failed", exit_code=new.get("exit_code"),
+                        signal=new.get("exit_signal") or None)
+        elif state == "done":
+            log.info("service_done")
+        elif state == "down" and was in ("stopping", "finishing"):
+            log.info("service_stopped")
+        elif state == "down" and new.get("gave_up"):
+            log.info("service_failed", reason="finish exited 125" if new.get("finish_code") == 125
+                     else "restart policy", exit_code=new.get("exit_code"))
+        if was == "finishing" and new.get("finish_code") is not None:
+            log.debug("finish_exited", exit_code=new["finish_code"])
+
+    # --- converging on what is wanted --------------------------------------------------
+
+    def deps_ready(self, svc: Service) -> bool:
+        for dep in svc.spec.depends_on:
+            d = self.services.get(dep)
+            if d is None or d.report["state"] not in SATISFIED:
+                return False
+        return True
+
+    def converge(self) -> None:
+        if self.shutting_down:
+            self.shutdown_progress()
+            return
+        for svc in self.services.values():
+            if svc.want is Want.UP and not svc.sent_up and svc.monitor_pid is not None \
+                    and not svc.exit_sent and self.deps_ready(svc):
+                svc.sent_up = True
+                self.send(svc, {"cmd": wire.UP})
+        if not self.booted and all(
+            s.report["state"] in SATISFIED for s in self.services.values() if not s.spec.down
+        ):
+            self.booted = True
+            self.log.info("tree_up", services=len(self.services),
+                          duration=round(time.monotonic() - self.t0, 3))
+            if self.main_cmd and not self.main_started:
+                self.start_main()
+
+    def notify_listeners(self) -> None:
+        for fn in list(self.state_listeners):
+            fn()
+
+    # --- requests (ctl) -----------------------------------------------------------------
+
+    def want_up(self, svc: Service) -> None:
+        svc.want = Want.UP
+        if svc.sent_up:
+            self.send(svc, {"cmd": wire.UP})
+        self.converge()
+
+    def want_down(self, svc: Service) -> None:
+        svc.want = Want.DOWN
+        svc.sent_up = False
+        self.send(svc, {"cmd": wire.DOWN})
+
+    def restart(self, svc: Service) -> None:
+        if svc.sent_up:
+            svc.want = Want.UP
+            self.send(svc, {"cmd": wire.RESTART})
+        else:
+            self.want_up(svc)
+
+    def signal_service(self, svc: Service, sig: int) -> None:
+        self.send(svc, {"cmd": wire.SIGNAL, "sig": sig})
+
+    # --- the main command ---------------------------------------------------------------
+
+    def start_main(self) -> None:
+        self.main_started = True
+        try:
+            self.main_pid = osutil.spawn(
+                self.main_cmd if "/" in self.main_cmd[0] else [_which(self.main_cmd[0])] + self.main_cmd[1:],
+                cwd=None, env=dict(os.environ), fds={0: 0, 1: 1, 2: 2},
+                session=False, foreground_tty=True,
+            )
+        except OSError as e:
+            self.log.error("main_exited", error=e.strerror, exit_code=127)
+            self.main_code = 127
+            self.begin_shutdown("main command could not start")
+            return
+        self.log.info("main_started", pid=self.main_pid, argv=self.main_cmd)
+
+    def forward_signal(self, signum: int) -> None:
+        if self.main_pid is not None:
+            osutil.kill_quietly(self.main_pid, signum)
+            self.log.debug("signal_forwarded", signal=signal_name(signum), pid=self.main_pid)
+
+    def on_main_exit(self, code: "int | None", sig: int) -> None:
+        self.main_code = code if code is not None else 128 + sig
+        self.log.info("main_exited", pid=self.main_pid, exit_code=self.main_code)
+        self.main_pid = None
+        self.begin_shutdown("main command exited")
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    def begin_shutdown(self, reason: str) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.shutdown_started = time.monotonic()
+        self.log.info("shutdown_begin", reason=reason)
+        if self.main_pid is not None:
+            self.phase = "main"
+            osutil.kill_quietly(self.main_pid, signal.SIGTERM)
+            osutil.kill_quietly(self.main_pid, signal.SIGCONT)
+            pid = self.main_pid
+            self.loop.call_later(self.main_stop_timeout,
+                                 lambda: self.main_pid == pid and osutil.kill_quietly(pid, signal.SIGKILL))
+        else:
+            self.phase = "services"
+        self.shutdown_progress()
+
+    def shutdown_progress(self) -> None:
+        if self.phase == "main":
+            if self.main_pid is not None:
+                return
+            self.phase = "services"
+        if self.phase == "services":
+            dependents = self.plan.dependents()
+            pending = [s for s in self.services.values() if not s.gone]
+            for svc in pending:
+                if svc.exit_sent:
+                    continue
+                if all(self.services[d].gone for d in dependents.get(svc.name, ()) if d in self.services):
+                    self.stop_for_good(svc)
+            if all(s.gone for s in self.services.values()):
+                self.phase = "sweep"
+                self.begin_sweep()
+        if self.phase == "sweep":
+            self.sweep_progress()
+
+    def stop_for_good(self, svc: Service) -> None:
+        """Tell the monitor to stop its service and exit (shutdown, or removal)."""
+        svc.exit_sent = True
+        if svc.monitor_pid is None:
+            svc.gone = True
+            return
+        self.send(svc, {"cmd": wire.EXIT})
+
+    def remaining(self) -> "list[int]":
+        me = os.getpid()
+        if self.is_pid1:
+            pids = [p for p in osutil.all_pids() if p != me]
+        else:
+            pids = osutil.descendants(me)
+        return [p for p in pids if p not in self.spared and not osutil.is_zombie(p)]
+
+    def begin_sweep(self) -> None:
+        left = self.remaining()
+        self.log.info("shutdown_sweep", remaining=len(left),
+                      duration=round(time.monotonic() - self.shutdown_started, 3))
+        for p in left:
+            osutil.kill_quietly(p, signal.SIGTERM)
+            osutil.kill_quietly(p, signal.SIGCONT)
+        self.sweep_deadline = self.loop.call_later(self.kill_grace, self.sweep_kill)
+
+    def sweep_kill(self) -> None:
+        left = self.remaining()
+        if left:
+            self.log.warning("shutdown_kill", remaining=len(left))
+        for p in left:
+            osutil.kill_quietly(p, signal.SIGKILL)
+        self.phase = "sweep_killed"
+        self.sweep_progress()
+
+    def sweep_progress(self) -> None:
+        if self.phase == "sweep":
+            if self.remaining():
+                return
+        elif self.phase == "sweep_killed":
+            # Our own children must be reaped; others (docker exec'd) the kernel ends.
+            if osutil.children(os.getpid()):
+                return
+        else:
+            return
+        if self.sweep_deadline is not None:
+            self.sweep_deadline.cancel()
+        self.phase = "done"
+        self.loop.running = False
+
+    # --- reaping: the only waitpid of the core -----------------------------------------
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+            if pid == 0:
+                break
+            code, sig = osutil.decode_wait_status(status)
+            if pid in self.by_monitor:
+                self.on_monitor_exit(self.by_monitor.pop(pid), code, sig)
+            elif pid == self.main_pid:
+                self.on_main_exit(code, sig)
+            elif pid in self.other_children:
+                self.other_children.pop(pid)(status)
+            else:
+                self.orphans_reaped += 1
+        if self.shutting_down:
+            self.shutdown_progress()
+
+    def on_monitor_exit(self, svc: Service, code: "int | None", sig: int) -> None:
+        # Read what the monitor said before it died, then forget its socket.
+        sock = svc.sock
+        if sock is not None:
+            while True:  # what it said before dying is still queued
+                try:
+                    data = sock.recv(wire.MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.on_report(svc, wire.decode(data))
+            self.loop.remove_reader(sock)
+            sock.close()
+        svc.sock = None
+        svc.monitor_pid = None
+        svc.sent_up = False
+        self.drain_output(svc)
+        for pipe in svc.pipes:
+            if pipe.fd >= 0:
+                self.loop.remove_reader(pipe.fd)
+                os.close(pipe.fd)
+                pipe.fd = -1
+        expected = svc.exit_sent and code == 0
+        pid, pgid = svc.report.get("pid"), svc.report.get("pgid")
+        if not expected:
+            # Its service must not run unsupervised: kill what we know of it.
+            if pgid:
+                osutil.killpg_quietly(pgid, signal.SIGKILL)
+            if pid:
+                osutil.kill_quietly(pid, signal.SIGKILL)
+            self.log.warning("monitor_died", exit_code=code, signal=signal_name(sig) if sig else None,
+                             service=svc.name, service_pid=pid)
+        svc.restarts_before = svc.report.get("restarts", 0) + (1 if pid else 0)
+        svc.report = dict(svc.report, state=State.DOWN.value, pid=None, ready=False)
+        if svc.exit_sent or self.shutting_down:
+            svc.gone = True
+            svc.exit_sent = True
+        else:
+            self.start_monitor(svc)
+            self.converge()
+        self.notify_listeners()
+
+
+def _which(prog: str) -> str:
+    for d in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep):
+        path = os.path.join(d or ".", prog)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return prog  # exec fails with ENOENT: the child says so and exits 127

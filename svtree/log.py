@@ -1,0 +1,57 @@
+"""svtree's own log: structlog, events with fields, on stderr.
+
+Event names are stable snake_case (the catalogue below); fields use the same names
+everywhere: service, pid, exit_code, signal, uptime, delay, restarts.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import structlog
+
+EVENTS = {
+    "svtree_started": "the core is up (pid1, subreaper, services)",
+    "child_subreaper": "not PID 1: became a child subreaper",
+    "compile_failed": "the tree is invalid; nothing started",
+    "service_started": "run was spawned (pid)",
+    "service_ready": "readiness seen",
+    "service_exited": "run exited (exit_code or signal, uptime)",
+    "service_restarting": "backing off before a restart (delay)",
+    "service_failed": "ended for good (restart policy, finish 125, oneshot failure)",
+    "service_done": "a oneshot exited 0",
+    "service_stopped": "stopped on request",
+    "service_waiting": "wanted up, waiting for its dependencies",
+    "finish_exited": "finish exited (exit_code)",
+    "monitor_died": "a monitor died; its service is killed and restarted",
+    "main_started": "the main command started (pid)",
+    "main_exited": "the main command exited (exit_code)",
+    "signal_forwarded": "a signal went to the main command",
+    "shutdown_begin": "ordered shutdown began (reason)",
+    "shutdown_sweep": "every service stopped; remaining processes get SIGTERM",
+    "shutdown_kill": "processes left after kill_grace get SIGKILL",
+    "shutdown_done": "everything is gone (duration, exit_code)",
+    "reload_applied": "a reload changed the tree (added, removed, changed)",
+    "reload_rejected": "a reload found an invalid tree; nothing changed (errors)",
+    "control_refused": "a control client was refused (reason)",
+    "internal_error": "a bug in svtree, caught; supervision goes on",
+    "retry_later": "a resource error (EAGAIN, EMFILE): retried after a delay",
+}
+
+
+def setup(fmt: str = "console"):
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), pad_event=22)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(20),  # info and above
+        cache_logger_on_first_use=True,
+    )
+    return structlog.get_logger()

@@ -1,0 +1,350 @@
+"""The monitor: one process per service (s6-supervise's role).
+
+Forked by the core (never exec'd, so it costs only the pages it touches), it runs the
+service as its child, turns the pure state machine's effects (svtree.states) into system
+calls, and reports every change of status to the core over a SOCK_SEQPACKET socket.
+
+It knows nothing of other services, of the core's internals, of structlog or watchfiles.
+It is a child subreaper, so whatever the service leaves behind (double-forked daemons,
+orphaned children) is re-parented to it: "the service" is then exactly this process's
+descendants other than its own helpers (finish, the ready probe).
+
+One blocking point: `selector.select(timeout)` where the timeout comes from the
+machine's deadline and the probe schedule, or None when idle.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import time
+
+from svtree import osutil, wire
+from svtree.states import (
+    Ev, Event, Kill, KillFinish, RunFinish, Spawn, StartProbe, State, Status, StopProbe, Want,
+    step,
+)
+
+SIGKILL = signal.SIGKILL
+
+
+class Monitor:
+    def __init__(self, spec, sock: socket.socket, out_fd: int, err_fd: int, env: "dict[str, str]"):
+        self.spec = spec
+        self.sock = sock
+        self.out_fd = out_fd
+        self.err_fd = err_fd
+        self.env = env
+        self.status = Status()
+        self.reported: "dict | None" = None
+        self.finish_pid: "int | None" = None
+        self.probe_pid: "int | None" = None
+        self.probe_next: "float | None" = None  # when to run ready_command again
+        self.probing = False
+        self.notify_fd: "int | None" = None  # read end of notification_fd's pipe
+        self.exit_when_down = False
+        self.escalated = False  # strays got SIGKILL: repeat it on every reap
+        self.sel = selectors.DefaultSelector()
+        self.devnull = os.open(os.devnull, os.O_RDWR)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        self.sel.register(wake_r, selectors.EVENT_READ, "signal")
+        self.sel.register(self.sock, selectors.EVENT_READ, "core")
+        self.report()
+        while True:
+            timeout = self._timeout()
+            for key, _ in self.sel.select(timeout):
+                if key.data == "signal":
+                    try:
+                        while wake_r.recv(4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                elif key.data == "core":
+                    self.read_core()
+                elif key.data == "notify":
+                    self.read_notify()
+            self.fire_deadlines()
+            if self.exit_when_down and self.status.state is State.DOWN and not self._helpers_running():
+                self.report(force=True)
+                os._exit(0)
+
+    def _timeout(self) -> "float | None":
+        times = [t for t in (self.status.deadline, self.probe_next) if t is not None]
+        if not times:
+            return None  # idle: block until a signal or a message
+        return max(0.0, min(times) - time.monotonic())
+
+    def fire_deadlines(self) -> None:
+        now = time.monotonic()
+        if self.status.deadline is not None and now >= self.status.deadline:
+            self.feed(Event(Ev.TIMEOUT))
+        if self.probe_next is not None and now >= self.probe_next and self.probe_pid is None:
+            self.probe_next = None
+            self.start_probe()
+
+    # --- events in -----------------------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        self.status, effects = step(self.spec, self.status, event, time.monotonic())
+        self.report(event=event)
+        for effect in effects:
+            self.carry_out(effect)
+
+    def read_core(self) -> None:
+        try:
+            data = self.sock.recv(wire.MAX_DATAGRAM)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The core is gone (it was killed): leave nothing behind.
+            self.exit_when_down = True
+            self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
+            return
+        msg = wire.decode(data)
+        cmd = msg.get("cmd")
+        if cmd == wire.UP:
+            self.feed(Event(Ev.WANT_UP))
+        elif cmd == wire.DOWN:
+            self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
+            self.report(force=True)  # the core waits for an answer even if nothing changed
+        elif cmd == wire.RESTART:
+            self.feed(Event(Ev.RESTART))
+        elif cmd == wire.SIGNAL:
+            if self.status.pid is not None:
+                osutil.kill_quietly(self.status.pid, int(msg["sig"]))
+        elif cmd == wire.EXIT:
+            self.exit_when_down = True
+            self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, wstatus = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            code, sig = osutil.decode_wait_status(wstatus)
+            if pid == self.status.pid:
+                self._close_notify()
+                self.feed(Event(Ev.EXITED, code=code, sig=sig, strays=bool(self.strays())))
+            elif pid == self.finish_pid:
+                self.finish_pid = None
+                self.feed(Event(Ev.FINISH_EXITED, code=code if code is not None else 256 + sig))
+            elif pid == self.probe_pid:
+                self.probe_pid = None
+                if code == 0 and self.probing:
+                    self.probing = False
+                    self.feed(Event(Ev.READY))
+                elif self.probing:
+                    self.probe_next = time.monotonic() + self.spec.ready_interval
+            # else: a stray (adopted orphan) exited; nothing to record.
+        if self.status.state is State.STOPPING and self.status.pid is None:
+            left = self.strays()
+            if not left:
+                self.feed(Event(Ev.STRAYS_GONE))
+            elif self.escalated:
+                for p in left:  # new ones may have forked before the first SIGKILL landed
+                    osutil.kill_quietly(p, SIGKILL)
+
+    def read_notify(self) -> None:
+        try:
+            data = os.read(self.notify_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self._close_notify()
+            return
+        if b"\n" in data:
+            self._close_notify()  # s6: one line is the whole protocol
+            self.feed(Event(Ev.READY))
+
+    def _close_notify(self) -> None:
+        if self.notify_fd is not None:
+            self.sel.unregister(self.notify_fd)
+            os.close(self.notify_fd)
+            self.notify_fd = None
+
+    # --- effects out ---------------------------------------------------------------------
+
+    def carry_out(self, effect) -> None:
+        if isinstance(effect, Spawn):
+            self.spawn_run()
+        elif isinstance(effect, Kill):
+            self.kill(effect.sig, effect.scope)
+        elif isinstance(effect, RunFinish):
+            self.run_finish(effect.exit_arg, effect.sig)
+        elif isinstance(effect, KillFinish):
+            if self.finish_pid is not None:
+                osutil.killpg_quietly(self.finish_pid, SIGKILL)
+        elif isinstance(effect, StartProbe):
+            self.probing = True
+            self.start_probe()
+        elif isinstance(effect, StopProbe):
+            self.probing = False
+            self.probe_next = None
+            if self.probe_pid is not None:
+                osutil.killpg_quietly(self.probe_pid, SIGKILL)
+
+    def _fds(self) -> "dict[int, int]":
+        return {0: self.devnull, 1: self.out_fd, 2: self.err_fd}
+
+    def _spawn(self, argv, fds, go_fd=None) -> int:
+        s = self.spec
+        return osutil.spawn(
+            argv, cwd=s.path, env=self.env, fds=fds, session=True,
+            uid=s.uid, gid=s.gid, groups=s.groups, go_fd=go_fd,
+        )
+
+    def spawn_run(self) -> None:
+        self.escalated = False
+        self._close_notify()
+        fds = self._fds()
+        notify_w = None
+        if self.spec.notification_fd is not None:
+            self.notify_fd, notify_w = os.pipe()
+            os.set_blocking(self.notify_fd, False)
+            self.sel.register(self.notify_fd, selectors.EVENT_READ, "notify")
+            fds[self.spec.notification_fd] = notify_w
+        go_r, go_w = os.pipe()
+        try:
+            pid = self._spawn([self.spec.run], fds, go_fd=go_r)
+        except OSError as e:
+            for fd in (go_r, go_w, notify_w):
+                if fd is not None:
+                    os.close(fd)
+            self._close_notify()
+            self.report(event=Event(Ev.SPAWN_FAILED), error=f"fork: {e.strerror}")
+            self.feed(Event(Ev.SPAWN_FAILED))
+            return
+        os.close(go_r)
+        if notify_w is not None:
+            os.close(notify_w)
+        # The core learns the pid before run can exec: if we die now the child sees EOF
+        # on go_r and exits, so no service ever runs that the core does not know of.
+        self.feed(Event(Ev.SPAWNED, pid=pid))
+        os.write(go_w, b"g")
+        os.close(go_w)
+
+    def run_finish(self, exit_arg: int, sig: int) -> None:
+        s = self.spec
+        argv = [s.finish, str(exit_arg), str(sig), s.name, str(self.status.pgid or 0)]
+        try:
+            self.finish_pid = self._spawn(argv, self._fds())
+        except OSError:
+            self.finish_pid = None
+            self.feed(Event(Ev.FINISH_EXITED, code=127))
+
+    def start_probe(self) -> None:
+        if not self.probing or self.probe_pid is not None:
+            return
+        try:
+            self.probe_pid = self._spawn(["/bin/sh", "-c", self.spec.ready_command], self._fds())
+        except OSError:
+            self.probe_next = time.monotonic() + self.spec.ready_interval
+
+    def strays(self) -> "list[int]":
+        helpers = (self.status.pid, self.finish_pid, self.probe_pid)
+        return [p for p in osutil.children(os.getpid()) if p not in helpers]
+
+    def _helpers_running(self) -> bool:
+        return self.finish_pid is not None or self.probe_pid is not None
+
+    def kill(self, sig: int, scope: str) -> None:
+        st = self.status
+        if scope == "main":
+            if st.pid is not None:
+                osutil.kill_quietly(st.pid, sig)
+                if sig not in (SIGKILL, signal.SIGCONT):
+                    osutil.kill_quietly(st.pid, signal.SIGCONT)
+            return
+        # "all": the process group, run itself, everything it left behind, and every
+        # descendant of those (setsid daemons left the group but not our subtree).
+        targets = []
+        roots = ([st.pid] if st.pid is not None else []) + self.strays()
+        for root in roots:
+            targets.append(root)
+            targets.extend(osutil.descendants(root))
+        if st.pgid is not None:
+            osutil.killpg_quietly(st.pgid, sig)
+        for p in targets:
+            osutil.kill_quietly(p, sig)
+        if sig == SIGKILL:
+            self.escalated = True
+        elif sig != signal.SIGCONT:
+            if st.pgid is not None:
+                osutil.killpg_quietly(st.pgid, signal.SIGCONT)
+            for p in targets:
+                osutil.kill_quietly(p, signal.SIGCONT)
+
+    # --- reports to the core ------------------------------------------------------------
+
+    def report(self, event: "Event | None" = None, force: bool = False, error: "str | None" = None) -> None:
+        st = self.status
+        msg = {
+            "state": st.state.value,
+            "want": st.want.value,
+            "pid": st.pid,
+            "pgid": st.pgid,
+            "started_at": st.started_at,
+            "restarts": st.restarts,
+            "exit_code": st.exit_code,
+            "exit_signal": st.exit_signal,
+            "ready": st.ready,
+            "gave_up": st.gave_up,
+            "finish_code": st.finish_code,
+            "last_uptime": st.last_uptime,
+        }
+        if msg == self.reported and not force and error is None:
+            return
+        self.reported = msg
+        out = dict(msg)
+        if st.state is State.BACKOFF and st.deadline is not None:
+            out["delay"] = round(st.deadline - time.monotonic(), 3)
+        if event is not None:
+            out["event"] = event.kind.value
+        if error is not None:
+            out["error"] = error
+        try:
+            self.sock.send(wire.encode(out))
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                raise
+
+
+def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, str]", keep: "tuple[int, ...]" = ()) -> None:
+    """Entry point in the freshly forked child of the core. Never returns."""
+    try:
+        # Forked by the core with every signal blocked (osutil.fork_quiet).
+        os.setsid()  # terminal signals (Ctrl-C) reach the core, not every monitor
+        osutil.reset_signal_dispositions()
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.pthread_sigmask(signal.SIG_SETMASK, osutil.ORIGINAL_SIGMASK)
+        # Close everything the core had open except our own channels.
+        osutil.close_fds_except({0, 1, 2, sock_fd, out_fd, err_fd, *keep})
+        osutil.set_child_subreaper()
+        sock = socket.socket(fileno=sock_fd)
+        sock.setblocking(False)
+        Monitor(spec, sock, out_fd, err_fd, env).run()
+    except BaseException:
+        import traceback
+
+        try:
+            os.write(2, f"svtree monitor {spec.name}: internal error\n{traceback.format_exc()}".encode())
+        finally:
+            os._exit(70)
+    os._exit(0)

@@ -1,0 +1,204 @@
+"""Process primitives shared by the core and the monitor. A leaf: stdlib only.
+
+Everything that forks goes through `spawn`, so every child of svtree starts the same
+clean way (tini's habit): its own session or process group, every signal disposition
+back to default (CPython ignores SIGPIPE and SIGXFSZ before our code runs), the signal
+mask svtree started with, a chosen cwd, and exactly the fds named, nothing else.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+
+PR_SET_CHILD_SUBREAPER = 36
+_CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+# The signal mask svtree was started with: children get it back. Taken at import, before
+# anything here blocks a signal.
+ORIGINAL_SIGMASK = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def set_child_subreaper() -> None:
+    """Orphans of our descendants are re-parented to us instead of to PID 1."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def fork_quiet() -> int:
+    """fork() with every signal blocked across it, so no handler of ours runs in the
+    child before it has reset its dispositions. The parent gets its mask back; the
+    child returns with everything blocked and must call `unblock_child_signals`."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return pid
+
+
+def reset_signal_dispositions() -> None:
+    """Every catchable signal back to SIG_DFL (undoing CPython's SIG_IGN of SIGPIPE and
+    SIGXFSZ and any handler of ours), and no wakeup fd."""
+    signal.set_wakeup_fd(-1)
+    for s in _CATCHABLE:
+        try:
+            signal.signal(s, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+def close_fds_except(keep) -> None:
+    low = 0
+    for fd in sorted(set(keep)):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+def _place_fds(fds: "dict[int, int]") -> None:
+    """dup2 each source onto its target without clobbering a source that is also a
+    target, then close every other fd >= 3."""
+    floor = max([*fds.keys(), *fds.values(), 2]) + 1
+    parked = {target: fcntl.fcntl(source, fcntl.F_DUPFD, floor) for target, source in fds.items()}
+    for target, source in parked.items():
+        os.dup2(source, target, inheritable=True)
+    close_fds_except([0, 1, 2, *fds])
+
+
+def spawn(
+    argv: "list[str]",
+    *,
+    cwd: "str | None",
+    env: "dict[str, str]",
+    fds: "dict[int, int]",
+    session: bool = True,
+    foreground_tty: bool = False,
+    uid: "int | None" = None,
+    gid: "int | None" = None,
+    groups: "tuple[int, ...] | None" = None,
+    go_fd: "int | None" = None,
+) -> int:
+    """Fork and exec argv cleanly; return the child's pid (it leads its own group).
+
+    fds maps each fd the child gets to an fd of ours (0, 1, 2 always given).
+    go_fd: the child blocks reading it before exec, so the caller can record the pid
+    first; EOF without a byte (the caller died) makes the child exit without exec.
+    An exec failure is written to the child's fd 2 and the child exits 127 (126 when
+    the file is not executable), like a shell.
+    """
+    pid = fork_quiet()
+    if pid:
+        return pid
+    # Child. Only os._exit leaves this block: never return into the caller's loop.
+    try:
+        if go_fd is not None:
+            if os.read(go_fd, 1) == b"":
+                os._exit(127)
+        if session:
+            os.setsid()
+        else:
+            os.setpgid(0, 0)
+            if foreground_tty and os.isatty(0):
+                # tcsetpgrp from a background group raises SIGTTOU: ignore it meanwhile.
+                signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+                try:
+                    os.tcsetpgrp(0, os.getpgrp())
+                except OSError:
+                    pass
+        reset_signal_dispositions()
+        signal.pthread_sigmask(signal.SIG_SETMASK, ORIGINAL_SIGMASK)
+        if cwd is not None:
+            os.chdir(cwd)
+        _place_fds(fds)
+        if gid is not None:
+            os.setgroups(list(groups) if groups is not None else [gid])
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+        os.execve(argv[0], argv, env)
+    except OSError as e:
+        code = 126 if e.errno in (errno.EACCES, errno.ENOEXEC) else 127
+        try:
+            os.write(2, f"svtree: cannot start {argv[0]}: {e.strerror}\n".encode())
+        finally:
+            os._exit(code)
+    except BaseException:
+        os._exit(127)
+    os._exit(127)  # not reached
+
+
+def decode_wait_status(status: int) -> "tuple[int | None, int]":
+    """(exit code or None, signal or 0) from a waitpid status."""
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), 0
+    return None, 0
+
+
+def children(pid: int) -> "list[int]":
+    """Direct children of pid (every thread's), from /proc."""
+    out: "list[int]" = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid: int) -> "list[int]":
+    """Every descendant of pid (breadth first), from /proc."""
+    out: "list[int]" = []
+    todo = children(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def all_pids() -> "list[int]":
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def kill_quietly(pid: int, sig: int) -> bool:
+    """kill(2), treating 'already gone' as done. Returns True if delivered."""
+    try:
+        os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def killpg_quietly(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:][:1] == b"Z"
