@@ -262,7 +262,7 @@ def down_idle(spec, st, ev, now):
 
 
 def spawned(spec, st, ev, now):
-    st = replace(st, pid=ev.pid, pgid=ev.pid, started_at=now, exit_code=None, exit_signal=0)
+    st = replace(st, pid=ev.pid, pgid=ev.pid, started_at=now)
     if spec.type == "oneshot":
         return st, []
     if spec.ready_command is not None:

@@ -96,6 +96,8 @@ def run_command(args) -> int:
     core.boot()
     core.reap()  # a child may have exited before the handler was installed
     loop.run()
+    for hook in core.on_exit_hooks:
+        hook()
     for extra in extras:
         if extra is not None:
             extra.close()

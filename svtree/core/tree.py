@@ -102,6 +102,10 @@ class Core:
     def _level_order(self) -> "list[str]":
         return [n for level in self.plan.levels for n in level if n in self.services]
 
+    def ordered_names(self) -> "list[str]":
+        """Services in start order (as `ctl status` lists them)."""
+        return self._level_order()
+
     def service_env(self, spec: ServiceSpec) -> "dict[str, str]":
         env = dict(os.environ)
         env.update(dict(spec.environment))

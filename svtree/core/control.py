@@ -1,0 +1,381 @@
+"""The control socket: `svtree ctl` requests, served inside the core's loop.
+
+One JSON object per line each way. Every connection is non-blocking, has a deadline to
+send its request and a size limit; peers are checked with SO_PEERCRED (root and
+svtree's own uid only). A malformed, oversized, slow or abandoned request gets an error
+or is dropped; none can block the loop, so supervision never waits on a client.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import struct
+import time
+
+from svtree import paths, wire
+from svtree.signames import parse_signal, signal_name
+
+REQUEST_DEADLINE = 5.0  # seconds a client has to send one whole request
+MAX_CLIENTS = 256
+
+
+def status_row(svc, now: float) -> dict:
+    r = svc.report
+    pid = r.get("pid")
+    started = r.get("started_at")
+    if r.get("exit_code") is not None:
+        last_exit = r["exit_code"]
+    elif r.get("exit_signal"):
+        last_exit = -r["exit_signal"]
+    else:
+        last_exit = None
+    return {
+        "name": svc.name,
+        "state": svc.state,
+        "pid": pid,
+        "uptime": round(now - started, 3) if pid and started is not None else None,
+        "restarts": r.get("restarts", 0),
+        "last_exit": last_exit,
+        "ready": svc.state in ("ready", "done"),
+        "want": svc.want.value,
+        "type": svc.spec.type,
+    }
+
+
+WAIT_STATES = {
+    "up": ("up", "ready", "done"),
+    "ready": ("ready", "done"),
+    "down": ("down", "failed"),
+}
+
+
+def check_problem(core) -> "str | None":
+    """The first service that keeps the tree from being healthy, as one line."""
+    for name in core.ordered_names():
+        svc = core.services[name]
+        st = svc.state
+        if st == "failed":
+            return f"{name} is failed"
+        if svc.want.value == "up" and st not in ("ready", "done"):
+            return f"{name} is {st}, wanted up"
+    return None
+
+
+class Client:
+    def __init__(self, server: "Server", sock: socket.socket, uid: int, pid: int) -> None:
+        self.server = server
+        self.sock = sock
+        self.uid = uid
+        self.pid = pid
+        self.buf = b""
+        self.done = False
+        self.timer = server.core.loop.call_later(REQUEST_DEADLINE, self.expire)
+
+    def expire(self) -> None:
+        self.reply({"ok": False, "error": "request not received in time"})
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self.buf += data
+        if b"\n" not in self.buf:
+            if len(self.buf) > wire.MAX_REQUEST:
+                self.reply({"ok": False, "error": f"request larger than {wire.MAX_REQUEST} bytes"})
+            return
+        line = self.buf.split(b"\n", 1)[0]
+        self.server.core.loop.remove_reader(self.sock)
+        self.timer.cancel()
+        if len(line) > wire.MAX_REQUEST:
+            self.reply({"ok": False, "error": f"request larger than {wire.MAX_REQUEST} bytes"})
+            return
+        try:
+            req = wire.decode(line)
+        except ValueError as e:
+            self.reply({"ok": False, "error": f"malformed request: {e}"})
+            return
+        if req.get("v") != wire.PROTOCOL:
+            self.reply({"ok": False, "error": f"protocol {req.get('v')} not spoken here "
+                                              f"(svtree speaks {wire.PROTOCOL})"})
+            return
+        self.server.handle(self, req)
+
+    def reply(self, obj: dict) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.timer.cancel()
+        data = wire.encode_line(obj)
+        try:
+            # Replies are small; a client that does not read gets what fits, then EOF.
+            self.sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        self.done = True
+        self.timer.cancel()
+        self.server.core.loop.remove_reader(self.sock)
+        self.server.forget(self)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Server:
+    def __init__(self, core, path: str) -> None:
+        self.core = core
+        self.path = path
+        self.clients: "set[Client]" = set()
+        self.waiters: "list[tuple[Client, callable, float | None]]" = []
+        self.lsock = self._listen(path)
+        core.loop.add_reader(self.lsock, self.accept)
+        core.state_listeners.append(self.check_waiters)
+        core.on_exit_hooks.append(self.on_exit)
+
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.stat(directory)
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
+            os.chmod(directory, 0o700)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            pass  # nobody listens: a stale socket file, or none
+        else:
+            probe.close()
+            raise OSError(errno.EADDRINUSE, f"another svtree listens on {path}")
+        probe.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            lsock.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        lsock.listen(64)
+        lsock.setblocking(False)
+        return lsock
+
+    def close(self) -> None:
+        self.core.loop.remove_reader(self.lsock)
+        self.lsock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self.lsock.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of fds: stop accepting for a moment instead of spinning.
+                    self.core.log.warning("retry_later", what="accept", error=e.strerror)
+                    self.core.loop.remove_reader(self.lsock)
+                    self.core.loop.call_later(0.5, lambda: self.core.loop.add_reader(self.lsock, self.accept))
+                return
+            sock.setblocking(False)
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, _gid = struct.unpack("3i", creds)
+            if uid not in (0, os.getuid()):
+                self.core.log.warning("control_refused", reason="uid not allowed", uid=uid, pid=pid)
+                try:
+                    sock.send(wire.encode_line({"ok": False, "error": "permission denied"}),
+                              socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            if len(self.clients) >= MAX_CLIENTS:
+                sock.close()
+                continue
+            client = Client(self, sock, uid, pid)
+            self.clients.add(client)
+            self.core.loop.add_reader(sock, client.on_readable)
+
+    def forget(self, client: Client) -> None:
+        self.clients.discard(client)
+        self.waiters = [w for w in self.waiters if w[0] is not client]
+
+    # --- verbs --------------------------------------------------------------------------
+
+    def handle(self, client: Client, req: dict) -> None:
+        verb = req.get("verb")
+        names = req.get("names") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            client.reply({"ok": False, "error": "names must be a list of strings"})
+            return
+        core = self.core
+        unknown = [n for n in names if n not in core.services]
+        if unknown and verb not in ("reload", "check", "shutdown"):
+            client.reply({"ok": False, "error": f'no service named "{unknown[0]}"'})
+            return
+        fn = getattr(self, f"verb_{verb}", None) if isinstance(verb, str) else None
+        if fn is None:
+            client.reply({"ok": False, "error": f"unknown verb {verb!r}"})
+            return
+        fn(client, req, names)
+
+    def verb_status(self, client, req, names) -> None:
+        now = time.monotonic()
+        names = names or self.core.ordered_names()
+        client.reply({"ok": True, "services": [status_row(self.core.services[n], now) for n in names]})
+
+    def _change(self, client, req, names, action, until) -> None:
+        core = self.core
+        if core.shutting_down:
+            client.reply({"ok": False, "error": "svtree is shutting down"})
+            return
+        before = {n: core.services[n].report.get("restarts", 0) for n in names}
+        pids = {n: core.services[n].report.get("pid") for n in names}
+        for n in names:
+            action(core.services[n])
+        if not req.get("wait"):
+            client.reply({"ok": True})
+            return
+
+        def settled() -> "bool | str":
+            for n in names:
+                verdict = until(core.services[n], before[n], pids[n])
+                if verdict is not True:
+                    return verdict
+            return True
+
+        self.add_waiter(client, settled, req.get("timeout"))
+
+    def verb_start(self, client, req, names) -> None:
+        def until(svc, restarts, pid):
+            if svc.state == "failed" or (svc.report.get("gave_up") and svc.want.value == "down"):
+                return f"{svc.name} failed"
+            return svc.state in ("ready", "done")
+        self._change(client, req, names, self.core.want_up, until)
+
+    def verb_stop(self, client, req, names) -> None:
+        self._change(client, req, names, self.core.want_down,
+                     lambda svc, r, p: svc.state in ("down", "failed"))
+
+    def verb_restart(self, client, req, names) -> None:
+        def until(svc, restarts, pid):
+            if svc.state == "failed":
+                return f"{svc.name} failed"
+            new_pid = svc.report.get("pid")
+            moved = svc.report.get("restarts", 0) > restarts or (new_pid and new_pid != pid)
+            return bool(moved) and svc.state in ("ready", "done")
+        self._change(client, req, names, self.core.restart, until)
+
+    def verb_signal(self, client, req, names) -> None:
+        try:
+            sig = parse_signal(req.get("signal", ""))
+        except ValueError as e:
+            client.reply({"ok": False, "error": str(e), "usage": True})
+            return
+        missing = [n for n in names if not self.core.services[n].report.get("pid")]
+        for n in names:
+            self.core.signal_service(self.core.services[n], sig)
+        if missing:
+            client.reply({"ok": False, "error": f"{missing[0]} is not running; no SIG{signal_name(sig)} sent to it"})
+        else:
+            client.reply({"ok": True})
+
+    def verb_wait(self, client, req, names) -> None:
+        mode = req.get("mode")
+        if mode not in WAIT_STATES:
+            client.reply({"ok": False, "error": "wait needs --up, --ready or --down", "usage": True})
+            return
+        states = WAIT_STATES[mode]
+        core = self.core
+
+        def settled():
+            return all(core.services[n].state in states for n in names if n in core.services)
+
+        self.add_waiter(client, settled, req.get("timeout"))
+
+    def verb_check(self, client, req, names) -> None:
+        problem = check_problem(self.core)
+        client.reply({"ok": problem is None, "error": problem} if problem else {"ok": True})
+
+    def verb_reload(self, client, req, names) -> None:
+        reload = getattr(self.core, "reload", None)
+        if reload is None:
+            client.reply({"ok": False, "error": "reload is not available in this build"})
+            return
+        reload("ctl", client.reply)
+
+    def verb_shutdown(self, client, req, names) -> None:
+        if req.get("wait"):
+            self.core.spared.add(client.pid)
+            self.waiters.append((client, lambda: False, None))
+        else:
+            client.reply({"ok": True})
+        self.core.begin_shutdown("ctl shutdown")
+
+    # --- waiting ------------------------------------------------------------------------
+
+    def add_waiter(self, client, settled, timeout) -> None:
+        verdict = settled()
+        if verdict is not False:
+            client.reply({"ok": True} if verdict is True else {"ok": False, "error": verdict})
+            return
+        entry = (client, settled, None)
+        self.waiters.append(entry)
+        if isinstance(timeout, (int, float)) and timeout >= 0:
+            def expire():
+                if not client.done:
+                    client.reply({"ok": False, "error": f"timed out after {timeout:g} s", "timeout": True})
+            self.core.loop.call_later(timeout, expire)
+        # A waiting client that hangs up is forgotten (EOF on its socket).
+        self.core.loop.add_reader(client.sock, lambda: self._hangup(client))
+
+    def _hangup(self, client) -> None:
+        try:
+            data = client.sock.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            client.close()
+
+    def check_waiters(self) -> None:
+        for entry in list(self.waiters):
+            client, settled, _ = entry
+            if client.done:
+                continue
+            verdict = settled()
+            if verdict is not False:
+                client.reply({"ok": True} if verdict is True else {"ok": False, "error": verdict})
+
+    def on_exit(self) -> None:
+        for client, _, _ in list(self.waiters):
+            client.reply({"ok": True, "exiting": True})
+
+
+def start(core, socket_path: "str | None"):
+    path = paths.socket_path(socket_path)
+    try:
+        return Server(core, path)
+    except OSError as e:
+        core.log.error("control_unavailable", socket=path, error=e.strerror or str(e))
+        return None

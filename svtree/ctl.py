@@ -1,0 +1,213 @@
+"""`svtree ctl`: the thin client of the control socket.
+
+It imports only the wire format and the leaves (tests/unit/test_imports.py counts them):
+no structlog, no watchfiles, no TOML parser, no core, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from svtree import paths, wire
+
+USAGE = """\
+usage: svtree ctl [--socket PATH] [--json] VERB ...
+  status [NAME...]                     one row per service (--json: a list of objects)
+  start NAME... [--wait]               want up (--wait: until ready)
+  stop NAME... [--wait]                want down; stays down until started
+  restart NAME... [--wait]             stop then start (--wait: until the new one is ready)
+  signal SIG NAME...                   send SIG (TERM, SIGHUP, 9) to the service's process
+  reload                               recompile the tree and apply the difference
+  wait --up|--ready|--down [--timeout S] NAME...
+  check                                exit 0 when every wanted service is up and ready
+  shutdown [--wait]                    begin the ordered shutdown
+"""
+
+VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
+NEEDS_NAMES = ("start", "stop", "restart", "signal", "wait")
+
+
+class Usage(Exception):
+    pass
+
+
+def parse(argv: "list[str]") -> dict:
+    opts = {"socket": None, "json": False, "wait": False, "timeout": None, "mode": None}
+    pos: "list[str]" = []
+    it = iter(argv)
+    for arg in it:
+        if arg in ("-h", "--help"):
+            raise Usage("")
+        if arg == "--socket" or arg == "--timeout":
+            try:
+                value = next(it)
+            except StopIteration:
+                raise Usage(f"{arg} needs a value") from None
+            opts[arg[2:]] = value
+        elif arg.startswith("--socket="):
+            opts["socket"] = arg.split("=", 1)[1]
+        elif arg.startswith("--timeout="):
+            opts["timeout"] = arg.split("=", 1)[1]
+        elif arg == "--json":
+            opts["json"] = True
+        elif arg == "--wait":
+            opts["wait"] = True
+        elif arg in ("--up", "--ready", "--down"):
+            if opts["mode"] and opts["mode"] != arg[2:]:
+                raise Usage("give one of --up, --ready, --down")
+            opts["mode"] = arg[2:]
+        elif arg.startswith("--"):
+            raise Usage(f"unknown option {arg}")
+        else:
+            pos.append(arg)
+    if not pos:
+        raise Usage("a verb is needed")
+    verb, rest = pos[0], pos[1:]
+    if verb not in VERBS:
+        raise Usage(f'unknown verb "{verb}"')
+    if opts["timeout"] is not None:
+        try:
+            opts["timeout"] = float(opts["timeout"])
+        except ValueError:
+            raise Usage(f'--timeout takes seconds, not "{opts["timeout"]}"') from None
+        if opts["timeout"] < 0:
+            raise Usage("--timeout must not be negative")
+    req = {"v": wire.PROTOCOL, "verb": verb}
+    if verb == "signal":
+        if not rest:
+            raise Usage("signal needs SIG and at least one NAME")
+        req["signal"], rest = rest[0], rest[1:]
+    if verb in NEEDS_NAMES and not rest:
+        raise Usage(f"{verb} needs at least one NAME")
+    if verb in ("reload", "check", "shutdown") and rest:
+        raise Usage(f"{verb} takes no NAME")
+    if verb == "wait":
+        if not opts["mode"]:
+            raise Usage("wait needs --up, --ready or --down")
+        req["mode"] = opts["mode"]
+    req["names"] = rest
+    if opts["wait"]:
+        req["wait"] = True
+    if opts["timeout"] is not None:
+        req["timeout"] = opts["timeout"]
+    return {"request": req, **opts}
+
+
+def request(path: str, req: dict, timeout: "float | None") -> dict:
+    """Send one request, read one reply. Raises OSError when svtree cannot be reached."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5.0)
+        s.connect(path)
+        s.sendall(wire.encode_line(req))
+        s.settimeout(timeout)
+        buf = b""
+        while b"\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                break
+            buf += data
+    if not buf.strip():
+        raise ConnectionError("svtree closed the connection without answering")
+    return wire.decode(buf.split(b"\n", 1)[0])
+
+
+def _duration(seconds: "float | None") -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _last_exit(value) -> str:
+    if value is None:
+        return "-"
+    if value < 0:
+        from svtree.signames import signal_name
+
+        return "SIG" + signal_name(-value)
+    return str(value)
+
+
+def format_status(rows: "list[dict]") -> str:
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
+    table = [header] + [
+        (r["name"], r["state"], str(r["pid"] or "-"), _duration(r["uptime"]), str(r["restarts"]),
+         _last_exit(r["last_exit"]), "yes" if r["ready"] else "no")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in table
+    )
+
+
+def main(argv: "list[str]") -> int:
+    err = sys.stderr.write
+    try:
+        opts = parse(argv)
+    except Usage as e:
+        if str(e):
+            err(f"svtree ctl: {e}\n")
+            err(USAGE)
+            return 2
+        sys.stdout.write(USAGE)
+        return 0
+    req = opts["request"]
+    path = paths.socket_path(opts["socket"])
+    wait_timeout = None
+    if req.get("timeout") is not None:
+        wait_timeout = req["timeout"] + 5.0
+    elif not (req.get("wait") or req["verb"] == "wait"):
+        wait_timeout = 30.0
+    try:
+        reply = request(path, req, wait_timeout)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        err(f"svtree ctl: svtree is not running (cannot connect to {path}: {e.strerror})\n")
+        return 1
+    except PermissionError as e:
+        err(f"svtree ctl: cannot connect to {path}: {e.strerror} (run as root or svtree's user)\n")
+        return 1
+    except (OSError, ValueError) as e:
+        err(f"svtree ctl: no answer from svtree at {path}: {getattr(e, 'strerror', None) or e}\n")
+        return 1
+    verb = req["verb"]
+    if opts["json"]:
+        if verb == "status" and reply.get("ok"):
+            out = [{k: r[k] for k in ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready")}
+                   for r in reply["services"]]
+        else:
+            out = reply
+        import json
+
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    if not reply.get("ok"):
+        if not opts["json"] or verb != "status":
+            if reply.get("errors"):
+                for line in reply["errors"]:
+                    err(line + "\n")
+            err(f"svtree ctl: {verb}: {reply.get('error')}\n")
+        return 2 if reply.get("usage") else 1
+    if opts["json"]:
+        return 0
+    if verb == "status":
+        sys.stdout.write(format_status(reply["services"]))
+    elif verb == "reload":
+        changes = [(k, reply.get(k) or []) for k in ("added", "removed", "changed")]
+        if not any(v for _, v in changes):
+            sys.stdout.write("no change\n")
+        for kind, names in changes:
+            if names:
+                sys.stdout.write(f"{kind}: {' '.join(names)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
