@@ -175,7 +175,8 @@ def _spawn(spec, st: Status, now: float, counts_as_restart: bool):
 
 def _start_stop(spec, st: Status, now: float, reason: StopReason, effects=()):
     """Send stop_signal to run and give it stop_timeout."""
-    st = replace(st, state=State.STOPPING, deadline=now + spec.stop_timeout, stop_reason=reason)
+    st = replace(st, state=State.STOPPING, ready=False, deadline=now + spec.stop_timeout,
+                 stop_reason=reason)
     return st, [*effects, Kill(spec.stop_signal, "main")]
 
 
