@@ -1,0 +1,212 @@
+"""Tree on disk -> Plan, in one pass that collects every problem before raising.
+
+Order of work: discover the services; read svtree.toml; for each service read
+service.toml and the s6 files, check cross-key rules, resolve user/group, check the
+scripts; then check the dependency graph. Only a tree without problems gets levels and
+digests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from svtree.compiler.accounts import Accounts
+from svtree.compiler.digest import files_digest, service_digest, source_digest
+from svtree.compiler.discover import discover
+from svtree.compiler.graph import check_cycles, check_dependencies, start_levels
+from svtree.compiler.scripts import ScriptChecker
+from svtree.compiler.settings import (
+    GLOBAL_KEYS, GLOBAL_SETTINGS, SERVICE_KEYS, SERVICE_SETTINGS, Invalid, Setting, check_keys,
+    load_toml, parse_toml,
+)
+from svtree.errors import CompileError, Problem
+from svtree.plan import GlobalSettings, Plan, ServiceSpec
+
+SERVICE_FILE = "service.toml"
+
+
+def find_tree_dir(explicit: "str | None") -> str:
+    """DIR: the one given, else $SVTREE_DIR, else ./services.d if it exists, else /etc/services.d."""
+    if explicit:
+        chosen = explicit
+    elif os.environ.get("SVTREE_DIR"):
+        chosen = os.environ["SVTREE_DIR"]
+    elif os.path.isdir("services.d"):
+        chosen = "services.d"
+    else:
+        chosen = "/etc/services.d"
+    return os.path.abspath(chosen)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One service as read, before the graph check and the digest."""
+
+    spec: ServiceSpec
+    origins: "dict[str, tuple[str, str | None]]"  # setting -> (file, key) it came from
+
+
+class _Compiler:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.problems: "list[Problem]" = []
+        self.accounts = Accounts()
+        self.scripts = ScriptChecker()
+
+    def read_global(self, path: "str | None") -> "tuple[GlobalSettings, bytes | None]":
+        if path is None:
+            return GlobalSettings(), None
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            self.problems.append(Problem(path, f"cannot read: {e.strerror}"))
+            return GlobalSettings(), None
+        raw, problems = parse_toml(path, data)
+        values, more = check_keys(raw or {}, GLOBAL_KEYS, path)
+        self.problems += problems + more
+        return GlobalSettings(**{s.field: values.get(s.name, s.default) for s in GLOBAL_SETTINGS}), data
+
+    def read_service(self, name: str) -> _Read:
+        directory = os.path.join(self.directory, name)
+        toml_path = os.path.join(directory, SERVICE_FILE)
+        raw: "dict[str, Any]" = {}
+        if os.path.lexists(toml_path):
+            data, problems = load_toml(toml_path)
+            self.problems += problems
+            raw = data or {}
+        values, problems = check_keys(raw, SERVICE_KEYS, toml_path)
+        self.problems += problems
+        origins: "dict[str, tuple[str, str | None]]" = {k: (toml_path, k) for k in raw if k in SERVICE_KEYS}
+        for setting in SERVICE_SETTINGS:
+            if setting.s6_file:
+                self._read_s6_file(setting, directory, toml_path, raw, values, origins)
+        failed = {k for k in raw if k in SERVICE_KEYS and k not in values}
+        self._check_together(values, origins, failed)
+        resolved = {s.name: values.get(s.name, s.default) for s in SERVICE_SETTINGS}
+
+        identity = None
+        if not {"user", "group"} & failed:
+            identity, errors = self.accounts.resolve(resolved["user"], resolved["group"])
+            for key, e in errors.items():
+                self.problems.append(Problem(toml_path, e.message, key=key, hint=e.hint))
+
+        run = os.path.join(directory, "run")
+        finish = os.path.join(directory, "finish")
+        env_path = dict(resolved["environment"]).get("PATH")
+        self.problems += self.scripts.check(run, required=True, env_path=env_path)
+        has_finish = os.path.lexists(finish)
+        if has_finish:
+            self.problems += self.scripts.check(finish, required=False, env_path=env_path)
+
+        spec = ServiceSpec(
+            name=name,
+            path=directory,
+            run=run,
+            finish=finish if has_finish else None,
+            down=os.path.lexists(os.path.join(directory, "down")),
+            uid=identity.uid if identity else None,
+            gid=identity.gid if identity else None,
+            groups=identity.groups if identity else None,
+            **{s.field: resolved[s.name] for s in SERVICE_SETTINGS if s.field},
+        )
+        return _Read(spec, origins)
+
+    def _read_s6_file(self, setting: Setting, directory: str, toml_path: str, raw: dict,
+                      values: dict, origins: dict) -> None:
+        """An s6 spelling of `setting`: used when service.toml lacks the key; a different
+        value in both places is a problem naming both."""
+        assert setting.s6_file and setting.read_s6
+        path = os.path.join(directory, setting.s6_file.rstrip("/"))
+        if not os.path.lexists(path):
+            return
+        try:
+            value = setting.convert(setting.read_s6(path))
+        except Invalid as e:
+            self.problems.append(Problem(path, e.message, hint=e.hint))
+            return
+        except OSError as e:
+            self.problems.append(Problem(path, f"cannot read: {e.strerror}"))
+            return
+        if setting.name not in raw:
+            values[setting.name] = value
+            origins[setting.name] = (path, None)
+        elif setting.name in values and values[setting.name] != value:
+            self.problems.append(Problem(
+                toml_path,
+                f"is {setting.show(values[setting.name])} here but {setting.show(value)} in "
+                f"{setting.s6_file}",
+                key=setting.name,
+                hint=f"give it in one place only: remove it from {SERVICE_FILE} or remove {setting.s6_file}",
+            ))
+
+    def _check_together(self, values: dict, origins: dict, failed: "set[str]") -> None:
+        """Rules across keys. Each is checked only when the keys it involves are valid."""
+
+        def problem(key: str, message: str, hint: str) -> None:
+            path, where = origins[key]
+            self.problems.append(Problem(path, message, key=where, hint=hint))
+
+        delay = values.get("restart_delay", SERVICE_KEYS["restart_delay"].default)
+        delay_max = values.get("restart_delay_max", SERVICE_KEYS["restart_delay_max"].default)
+        if delay_max < delay and not failed & {"restart_delay", "restart_delay_max"}:
+            if "restart_delay_max" in origins:
+                problem("restart_delay_max", f"must be at least restart_delay ({delay}), not {delay_max}",
+                        "raise it, or lower restart_delay")
+            elif "restart_delay" in origins:
+                problem("restart_delay", f"is more than restart_delay_max ({delay_max}), not allowed",
+                        "set restart_delay_max too, at least as large")
+        oneshot = values.get("type") == "oneshot"
+        if oneshot and values.get("notification_fd") is not None:
+            problem("notification_fd", "a oneshot cannot signal readiness: it is done when run exits 0",
+                    "remove notification_fd, or make it a longrun")
+        if oneshot and values.get("ready_command") is not None:
+            problem("ready_command", "a oneshot has no ready_command: it is done when run exits 0",
+                    "remove ready_command, or make it a longrun")
+        if values.get("ready_command") is not None and values.get("notification_fd") is not None:
+            problem("ready_command", "cannot be used together with notification_fd",
+                    "choose one way to signal readiness")
+
+    def dependency_origin(self, read: "dict[str, _Read]"):
+        def origin(name: str, dep: str) -> "tuple[str, str | None]":
+            path, key = read[name].origins.get("depends_on", (os.path.join(self.directory, name), None))
+            if key is None:  # dependencies.d/: the file named after the dependency
+                return os.path.join(path, dep), None
+            return path, key
+
+        return origin
+
+
+def compile_tree(directory: str) -> Plan:
+    """Compile the tree at `directory` into a Plan.
+
+    Raises NoTreeError when the directory is missing, CompileError with every problem found
+    when the tree is invalid.
+    """
+    directory = os.path.abspath(directory)
+    found = discover(directory)
+    compiler = _Compiler(directory)
+    compiler.problems += found.problems
+    settings, global_bytes = compiler.read_global(found.global_file)
+    read = {name: compiler.read_service(name) for name in found.names}
+
+    origin = compiler.dependency_origin(read)
+    graph, problems = check_dependencies({n: r.spec.depends_on for n, r in read.items()}, origin)
+    compiler.problems += problems
+    compiler.problems += check_cycles(graph, origin)
+    if compiler.problems:
+        raise CompileError(compiler.problems)
+
+    services = tuple(
+        replace(r.spec, digest=service_digest(r.spec, files_digest(r.spec.path)))
+        for r in (read[name] for name in found.names)
+    )
+    return Plan(
+        source=directory,
+        services=services,
+        levels=start_levels(graph),
+        settings=settings,
+        source_digest=source_digest(services, global_bytes),
+    )

@@ -1,0 +1,109 @@
+"""`svtree compile [DIR] [-o FILE] [--json]`: validate the tree, print the plan, write it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from svtree.compiler.build import compile_tree, find_tree_dir
+from svtree.compiler.discover import NoTreeError
+from svtree.compiler.settings import GLOBAL_SETTINGS, SERVICE_SETTINGS, toml_literal
+from svtree.errors import CompileError, display_path
+from svtree.exitcodes import FAILURE, OK
+from svtree.plan import Plan, ServiceSpec, dump, to_dict
+
+COMMAND = "svtree compile"
+# Shown on their own (as flags or columns), not as "key = value".
+_SHOWN_APART = ("type", "depends_on", "critical")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def describe_service(spec: ServiceSpec) -> str:
+    """Flags, dependencies and every setting that differs from its default."""
+    parts = [flag for flag, on in (("down", spec.down), ("critical", spec.critical),
+                                   ("finish", spec.finish is not None)) if on]
+    if spec.depends_on:
+        parts.append(f"depends_on = {toml_literal(spec.depends_on)}")
+    for setting in SERVICE_SETTINGS:
+        if setting.field and setting.name not in _SHOWN_APART:
+            value = getattr(spec, setting.field)
+            if value != setting.default:
+                parts.append(f"{setting.name} = {setting.show(value)}")
+    if spec.uid is not None:
+        parts.append(f"uid = {spec.uid}")
+    if spec.gid is not None:
+        parts.append(f"gid = {spec.gid}")
+    if spec.groups is not None and spec.groups != (spec.gid,):
+        parts.append(f"groups = {toml_literal(spec.groups)}")
+    return ", ".join(parts)
+
+
+def render_plan(plan: Plan) -> str:
+    """The plan as people read it: settings, then services level by level, then the start order."""
+    lines = [f"tree {plan.source}: {plural(len(plan.services), 'service')} "
+             f"in {plural(len(plan.levels), 'start level')}"]
+    changed = [f"{s.name} = {s.show(getattr(plan.settings, s.field))}"
+               for s in GLOBAL_SETTINGS if getattr(plan.settings, s.field) != s.default]
+    lines.append("svtree.toml: " + (", ".join(changed) if changed else "defaults"))
+    by_name = plan.by_name()
+    width = max((len(name) for name in by_name), default=0)
+    for number, level in enumerate(plan.levels):
+        lines += ["", f"level {number}:"]
+        for name in level:
+            spec = by_name[name]
+            lines.append(f"  {name:<{width}}  {spec.type:<7}  {describe_service(spec)}".rstrip())
+    lines += ["", "start order: " + (" | ".join(" ".join(level) for level in plan.levels) or "nothing to start")]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: str, text: str) -> None:
+    """Write whole or not at all: a half-written plan file must never be loadable."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def compile_command(directory: "str | None", output: "str | None", as_json: bool) -> int:
+    """Exit 0 when the tree is valid, 1 when it is invalid or missing (2, usage, is cli.py's).
+
+    The plan goes to stdout (JSON with --json). With -o FILE the plan file is written and a
+    line says so: on stdout, or on stderr with --json so that stdout stays one JSON value.
+    """
+    tree = find_tree_dir(directory)
+    try:
+        plan = compile_tree(tree)
+    except NoTreeError as e:
+        sys.stderr.write(f"{COMMAND}: no tree at {display_path(tree)}: {e.reason} "
+                         "(give DIR, set $SVTREE_DIR, or create ./services.d)\n")
+        return FAILURE
+    except CompileError as e:
+        for problem in e.problems:
+            sys.stderr.write(problem.render() + "\n")
+        sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {display_path(tree)}\n")
+        return FAILURE
+    if as_json:
+        sys.stdout.write(json.dumps(to_dict(plan), indent=1, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_plan(plan))
+    if output:
+        try:
+            _write(output, dump(plan))
+        except OSError as e:
+            sys.stderr.write(f"{COMMAND}: cannot write {output}: {e.strerror or e}\n")
+            return FAILURE
+        said = sys.stderr if as_json else sys.stdout
+        said.write(f"{COMMAND}: wrote the plan to {output} (use it with `svtree run --plan {output}`)\n")
+    sys.stdout.flush()
+    return OK

@@ -1,0 +1,35 @@
+"""Plan files written by `svtree compile -o`, loaded by `svtree run --plan`."""
+
+from __future__ import annotations
+
+from svtree.compiler.build import compile_tree
+from svtree.compiler.discover import NoTreeError
+from svtree.errors import CompileError, PlanFileError
+from svtree.plan import Plan, load
+
+
+def load_plan_file(path: str) -> Plan:
+    """Load a plan file, refusing one from another svtree version (plan.load) and one whose
+    tree changed since it was compiled: running services from stale settings would be a
+    silent lie. The tree is compiled again to compare digests.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanFileError(f"{path}: cannot read plan file: {getattr(e, 'strerror', None) or e}") from None
+    plan = load(text, origin=path)
+    again = f"run `svtree compile {plan.source} -o {path}` again"
+    try:
+        fresh = compile_tree(plan.source)
+    except NoTreeError as e:
+        raise PlanFileError(f"{path}: the tree it was compiled from is gone ({e.directory}: "
+                            f"{e.reason}): {again} with the right DIR") from None
+    except CompileError as e:
+        raise PlanFileError(f"{path}: the tree {plan.source} changed since it was compiled and is now "
+                            f"invalid ({len(e.problems)} {'error' if len(e.problems) == 1 else 'errors'}, see "
+                            f"`svtree compile {plan.source}`): "
+                            f"fix it, then {again}") from None
+    if fresh.source_digest != plan.source_digest:
+        raise PlanFileError(f"{path}: stale: the tree {plan.source} changed since it was compiled: {again}")
+    return plan
