@@ -49,6 +49,15 @@ class Monitor:
         self.escalated = False  # strays got SIGKILL: repeat it on every reap
         self.sel = selectors.DefaultSelector()
         self.devnull = os.open(os.devnull, os.O_RDWR)
+        # A reload may delete the service directory while it stops; its finish must
+        # still run, so keep the script's bytes (see run_finish).
+        self.finish_copy = b""
+        if spec.finish:
+            try:
+                with open(spec.finish, "rb") as f:
+                    self.finish_copy = f.read(1 << 20)
+            except OSError:
+                pass
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -241,12 +250,29 @@ class Monitor:
 
     def run_finish(self, exit_arg: int, sig: int) -> None:
         s = self.spec
-        argv = [s.finish, str(exit_arg), str(sig), s.name, str(self.status.pgid or 0)]
+        args = [str(exit_arg), str(sig), s.name, str(self.status.pgid or 0)]
+        fds, memfd = self._fds(), None
+        path, cwd = s.finish, s.path
+        if not os.path.exists(s.finish) and self.finish_copy:
+            # The directory is gone (removed by a reload): run the copy from a memfd,
+            # handed to the child as fd 3 so the script's interpreter can open it.
+            memfd = os.memfd_create("finish", 0)
+            os.write(memfd, self.finish_copy)
+            fds[3] = memfd
+            path = "/proc/self/fd/3"
+            if not os.path.isdir(cwd):
+                cwd = "/"
         try:
-            self.finish_pid = self._spawn(argv, self._fds())
+            self.finish_pid = osutil.spawn(
+                [path, *args], cwd=cwd, env=self.env, fds=fds, session=True,
+                uid=s.uid, gid=s.gid, groups=s.groups,
+            )
         except OSError:
             self.finish_pid = None
             self.feed(Event(Ev.FINISH_EXITED, code=127))
+        finally:
+            if memfd is not None:
+                os.close(memfd)
 
     def start_probe(self) -> None:
         if not self.probing or self.probe_pid is not None:

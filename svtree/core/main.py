@@ -70,10 +70,12 @@ def run_command(args) -> int:
     def on_stop_signal(signum: int) -> None:
         core.begin_shutdown(f"signal {signal.Signals(signum).name}")
 
+    from svtree.core.reload import Reloader
+
+    reloader = Reloader(core, watch=not args.no_watch)
+
     def on_hup(signum: int) -> None:
-        reload = getattr(core, "reload", None)
-        if reload is not None:
-            reload("SIGHUP")
+        reloader.request("SIGHUP")
 
     handlers = {signal.SIGCHLD: lambda s: core.reap()}
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -94,6 +96,7 @@ def run_command(args) -> int:
     log.info("svtree_started", pid=os.getpid(), pid1=is_pid1, services=len(plan.services),
              tree=plan.source)
     core.boot()
+    reloader.start_watcher()
     core.reap()  # a child may have exited before the handler was installed
     loop.run()
     for hook in core.on_exit_hooks:

@@ -51,6 +51,13 @@ class Service:
         self.exit_sent = False  # shutdown or removal: the monitor was told to exit
         self.gone = False  # its monitor has exited after `exit` (or died during shutdown)
         self.restarts_before = 0  # restarts counted by monitors that died
+        self.user_set = False  # want was set by ctl start/stop/restart
+        # Reload: the record is being stopped for good; `replacement` (a changed
+        # service's new spec) starts once it is gone, after the services in
+        # `retire_after` (its old dependents that are also going) are gone.
+        self.retiring = False
+        self.replacement: "ServiceSpec | None" = None
+        self.retire_after: "frozenset[str]" = frozenset()
 
     @property
     def name(self) -> str:
@@ -91,6 +98,8 @@ class Core:
         self.orphans_reaped = 0
         self.t0 = time.monotonic()
         self.state_listeners: "list[Callable[[], None]]" = []
+        self.retired_listeners: "list[Callable[[], None]]" = []
+        self.reload: "Callable | None" = None  # set by core.reload.Reloader
 
     # --- boot ---------------------------------------------------------------------------
 
@@ -103,8 +112,10 @@ class Core:
         return [n for level in self.plan.levels for n in level if n in self.services]
 
     def ordered_names(self) -> "list[str]":
-        """Services in start order (as `ctl status` lists them)."""
-        return self._level_order()
+        """Services in start order (as `ctl status` lists them); services a reload is
+        removing come last while they stop."""
+        names = self._level_order()
+        return names + sorted(set(self.services) - set(names))
 
     def service_env(self, spec: ServiceSpec) -> "dict[str, str]":
         env = dict(os.environ)
@@ -244,7 +255,7 @@ class Core:
     def deps_ready(self, svc: Service) -> bool:
         for dep in svc.spec.depends_on:
             d = self.services.get(dep)
-            if d is None or d.report["state"] not in SATISFIED:
+            if d is None or d.retiring or d.report["state"] not in SATISFIED:
                 return False
         return True
 
@@ -252,9 +263,10 @@ class Core:
         if self.shutting_down:
             self.shutdown_progress()
             return
+        self.retire_progress()
         for svc in self.services.values():
             if svc.want is Want.UP and not svc.sent_up and svc.monitor_pid is not None \
-                    and not svc.exit_sent and self.deps_ready(svc):
+                    and not svc.exit_sent and not svc.retiring and self.deps_ready(svc):
                 svc.sent_up = True
                 self.send(svc, {"cmd": wire.UP})
         if not self.booted and all(
@@ -274,18 +286,21 @@ class Core:
 
     def want_up(self, svc: Service) -> None:
         svc.want = Want.UP
+        svc.user_set = True
         if svc.sent_up:
             self.send(svc, {"cmd": wire.UP})
         self.converge()
 
     def want_down(self, svc: Service) -> None:
         svc.want = Want.DOWN
+        svc.user_set = True
         svc.sent_up = False
         self.send(svc, {"cmd": wire.DOWN})
 
     def restart(self, svc: Service) -> None:
         if svc.sent_up:
             svc.want = Want.UP
+            svc.user_set = True
             self.send(svc, {"cmd": wire.RESTART})
         else:
             self.want_up(svc)
@@ -467,13 +482,69 @@ class Core:
                              service=svc.name, service_pid=pid)
         svc.restarts_before = svc.report.get("restarts", 0) + (1 if pid else 0)
         svc.report = dict(svc.report, state=State.DOWN.value, pid=None, ready=False)
-        if svc.exit_sent or self.shutting_down:
+        if svc.retiring:
+            svc.gone = True
+            self.retired(svc)
+        elif svc.exit_sent or self.shutting_down:
             svc.gone = True
             svc.exit_sent = True
         else:
             self.start_monitor(svc)
-            self.converge()
+        self.converge()
         self.notify_listeners()
+
+    # --- reload: retiring removed and changed services --------------------------------
+
+    def apply_plan(self, new: Plan, added, removed, changed) -> None:
+        """Switch to a new plan: unchanged services keep running untouched; removed and
+        changed ones stop (dependents first), then changed ones start again."""
+        old_dependents = self.plan.dependents()
+        going = set(removed) | set(changed)
+        specs = new.by_name()
+        self.plan = new
+        for name, svc in self.services.items():
+            if name in specs and name not in going:
+                svc.spec = specs[name]  # same content (same digest)
+        for name in going:
+            svc = self.services[name]
+            svc.retiring = True
+            svc.replacement = specs.get(name)
+            svc.retire_after = frozenset(d for d in old_dependents.get(name, ()) if d in going)
+        for name in added:
+            svc = Service(specs[name])
+            self.services[name] = svc
+            self.start_monitor(svc)
+        self.kill_grace = new.settings.kill_grace
+        self.main_stop_timeout = new.settings.main_stop_timeout
+        self.converge()
+
+    def retiring_count(self) -> int:
+        return sum(1 for s in self.services.values() if s.retiring)
+
+    def retire_progress(self) -> None:
+        for svc in list(self.services.values()):
+            if svc.retiring and not svc.exit_sent:
+                if not any(self.services.get(n) is not None and self.services[n].retiring
+                           for n in svc.retire_after):
+                    self.stop_for_good(svc)
+                    if svc.gone:  # it had no monitor
+                        self.retired(svc)
+
+    def retired(self, old: Service) -> None:
+        name = old.name
+        if self.services.get(name) is not old:
+            return
+        if old.replacement is None or self.shutting_down:
+            del self.services[name]
+            return
+        new = Service(old.replacement)
+        if old.user_set and old.spec.down == new.spec.down:
+            new.want, new.user_set = old.want, True
+        new.restarts_before = old.report.get("restarts", 0)
+        self.services[name] = new
+        self.start_monitor(new)
+        for fn in list(self.retired_listeners):
+            fn()
 
 
 def _which(prog: str) -> str:

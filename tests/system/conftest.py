@@ -95,14 +95,15 @@ class Tree:
 class Svtree:
     """svtree running as PID 1 in its own PID namespace."""
 
-    def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL) -> None:
+    def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL,
+                 watch: bool = False) -> None:
         self.tree = tree
         self.socket = os.path.join(tree.root, "control.sock")
         self.stdout_path = os.path.join(tree.root, "stdout")
         self.stderr_path = os.path.join(tree.root, "stderr")
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
                 sys.executable, "-m", "svtree", "run", "--dir", tree.dir, "--socket", self.socket,
-                "--no-watch", *args]
+                *([] if watch else ["--no-watch"]), *args]
         if cmd:
             argv += ["--", *cmd]
         full_env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -1,0 +1,158 @@
+"""Reload: compile the tree again, diff by content digest, apply only the difference.
+
+Triggers: the watcher process (changes under DIR, bursts coalesced by a quiet period),
+SIGHUP, and `svtree ctl reload`. An invalid tree changes nothing. A reload that arrives
+while another is still being applied (its services still stopping) waits and is merged
+with any other that arrives meanwhile; during shutdown reloads are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Callable
+
+from svtree import osutil
+from svtree.plan import diff
+
+QUIET = 0.15  # a burst of edits ends after this long without a change
+MAX_WAIT = 1.0  # ... or this long after its first change, whatever comes first
+WATCHER_RESTART_DELAY = 1.0
+
+
+class Reloader:
+    def __init__(self, core, watch: bool) -> None:
+        self.core = core
+        self.watch = watch
+        self.queued = False
+        self.replies: "list[Callable[[dict], None]]" = []
+        self.sources: "list[str]" = []
+        self.burst_timer = None
+        self.burst_started: "float | None" = None
+        self.watcher_pid: "int | None" = None
+        self.watcher_fd: "int | None" = None
+        core.reload = self.request
+        core.retired_listeners.append(self._maybe_run_queued)
+
+    # --- the watcher process ------------------------------------------------------------
+
+    def start_watcher(self) -> None:
+        if not self.watch or self.core.shutting_down:
+            return
+        r, w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        try:
+            pid = osutil.spawn([sys.executable, "-m", "svtree.watcher", self.core.plan.source],
+                               cwd=None, env=dict(os.environ), fds={0: devnull, 1: w, 2: 2})
+        except OSError as e:
+            os.close(r)
+            self.core.log.warning("retry_later", what="start watcher", error=e.strerror)
+            self.core.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
+            return
+        finally:
+            os.close(w)
+            os.close(devnull)
+        os.set_blocking(r, False)
+        self.watcher_pid, self.watcher_fd = pid, r
+        self.core.other_children[pid] = self.on_watcher_exit
+        self.core.loop.add_reader(r, self.on_watcher_output)
+
+    def on_watcher_output(self) -> None:
+        try:
+            data = os.read(self.watcher_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.core.loop.remove_reader(self.watcher_fd)
+            os.close(self.watcher_fd)
+            self.watcher_fd = None
+            return
+        if b"ready" in data:
+            self.request("watch")  # catch what changed before the watches were set
+        if b"changed" in data:
+            self.changed()
+
+    def on_watcher_exit(self, status: int) -> None:
+        self.watcher_pid = None
+        if self.watcher_fd is not None:
+            self.core.loop.remove_reader(self.watcher_fd)
+            os.close(self.watcher_fd)
+            self.watcher_fd = None
+        if not self.core.shutting_down:
+            self.core.log.warning("watcher_died", status=status)
+            self.core.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
+
+    def stop_watcher(self) -> None:
+        if self.watcher_pid is not None:
+            osutil.kill_quietly(self.watcher_pid, signal.SIGTERM)
+
+    def changed(self) -> None:
+        """A change under DIR: wait for the burst to end, then reload once."""
+        now = time.monotonic()
+        if self.burst_started is None:
+            self.burst_started = now
+        if self.burst_timer is not None:
+            self.burst_timer.cancel()
+        when = min(now + QUIET, self.burst_started + MAX_WAIT)
+        self.burst_timer = self.core.loop.call_at(when, self._burst_over)
+
+    def _burst_over(self) -> None:
+        self.burst_timer = None
+        self.burst_started = None
+        self.request("watch")
+
+    # --- compile, diff, apply -----------------------------------------------------------
+
+    def request(self, source: str, reply: "Callable[[dict], None] | None" = None) -> None:
+        core = self.core
+        if core.shutting_down:
+            if reply is not None:
+                reply({"ok": False, "error": "svtree is shutting down; reload ignored"})
+            return
+        if reply is not None:
+            self.replies.append(reply)
+        self.sources.append(source)
+        if core.retiring_count():
+            self.queued = True  # applied once the current reload has settled
+            return
+        self.run()
+
+    def _maybe_run_queued(self) -> None:
+        if self.queued and not self.core.retiring_count() and not self.core.shutting_down:
+            self.queued = False
+            self.run()
+
+    def run(self) -> None:
+        from svtree.compiler import compile_tree
+        from svtree.errors import CompileError
+
+        core = self.core
+        replies, self.replies = self.replies, []
+        sources, self.sources = self.sources, []
+        try:
+            new = compile_tree(core.plan.source)
+        except CompileError as e:
+            errors = [p.render() for p in e.problems]
+            core.log.error("reload_rejected", trigger=",".join(sorted(set(sources))), errors=errors)
+            for reply in replies:
+                reply({"ok": False, "error": f"the new tree is invalid ({len(errors)} error(s)); "
+                                             "nothing changed", "errors": errors})
+            return
+        except OSError as e:
+            core.log.error("reload_rejected", error=str(e))
+            for reply in replies:
+                reply({"ok": False, "error": f"cannot read the tree: {e}"})
+            return
+        d = diff(core.plan, new)
+        result = {"ok": True, "added": list(d.added), "removed": list(d.removed),
+                  "changed": list(d.changed)}
+        if d.empty and new.settings == core.plan.settings:
+            core.plan = new
+        else:
+            core.log.info("reload_applied", trigger=",".join(sorted(set(sources))),
+                          added=list(d.added), removed=list(d.removed), changed=list(d.changed))
+            core.apply_plan(new, d.added, d.removed, d.changed)
+        for reply in replies:
+            reply(result)

@@ -1,0 +1,170 @@
+"""Live reload against a real svtree in a PID namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import pytest
+
+from conftest import needs_pidns, wait_for
+
+pytestmark = [needs_pidns, pytest.mark.timeout(90)]
+
+RUN = "exec sleep 1000\n"
+
+
+def pids(sv):
+    return {n: r["pid"] for n, r in sv.status().items()}
+
+
+def reload_events(sv, kind):
+    out = []
+    for line in sv.stderr().splitlines():
+        if line.startswith("{"):
+            e = json.loads(line)
+            if e["event"] == kind:
+                out.append(e)
+    return out
+
+
+@pytest.fixture
+def three(tree):
+    for n in ("a", "b", "c"):
+        tree.service(n, tree.sh(RUN))
+    return tree
+
+
+def start_watching(run_svtree, *names):
+    sv = run_svtree(args=["--log-format", "json"], watch=True)
+    sv.wait_state("ready", *names)
+    return sv
+
+
+def test_adding_a_directory_starts_it_and_no_other_pid_changes(three, run_svtree):
+    sv = start_watching(run_svtree, "a", "b", "c")
+    before = pids(sv)
+    three.service("d", three.sh(RUN))
+    wait_for(lambda: "d" in sv.status(), what="the reload to add d")
+    sv.wait_state("ready", "d")
+    after = pids(sv)
+    assert {k: after[k] for k in before} == before
+    assert after["d"]
+    assert sv.stop() == 0
+
+
+def test_editing_run_restarts_only_that_service(three, run_svtree):
+    sv = start_watching(run_svtree, "a", "b", "c")
+    before = pids(sv)
+    three.write("b/run", three.sh("echo edited >> $EVENTS\n" + RUN), executable=True)
+    wait_for(lambda: ["edited"] in three.event_lines(), what="the edited b to run")
+    sv.wait_state("ready", "b")
+    after = pids(sv)
+    assert after["a"] == before["a"] and after["c"] == before["c"]
+    assert after["b"] != before["b"]
+    assert sv.stop() == 0
+
+
+def test_editing_service_toml_restarts_it(three, run_svtree):
+    sv = start_watching(run_svtree, "a", "b", "c")
+    before = pids(sv)
+    three.write("c/service.toml", "stop_timeout = 3.0\n")
+    wait_for(lambda: reload_events(sv, "reload_applied"), what="a reload")
+    sv.wait_state("ready", "c")
+    after = pids(sv)
+    assert after["c"] != before["c"] and after["a"] == before["a"] and after["b"] == before["b"]
+    assert reload_events(sv, "reload_applied")[0]["changed"] == ["c"]
+    assert sv.stop() == 0
+
+
+def test_removing_a_directory_stops_it_and_its_finish_runs(tree, run_svtree):
+    tree.service("a", tree.sh(RUN))
+    tree.service("gone", tree.sh(RUN), finish=tree.sh('echo finish "$@" >> $EVENTS\n'))
+    sv = start_watching(run_svtree, "a", "gone")
+    before = pids(sv)
+    shutil.rmtree(os.path.join(tree.dir, "gone"))
+    wait_for(lambda: "gone" not in sv.status(), what="gone to be removed")
+    assert [r[0] for r in tree.event_lines()] == ["finish"]
+    assert tree.event_lines()[0][3] == "gone"
+    assert pids(sv)["a"] == before["a"]
+    assert sv.stop() == 0
+
+
+def test_an_invalid_tree_changes_nothing_and_fixing_it_applies(three, run_svtree):
+    sv = start_watching(run_svtree, "a", "b", "c")
+    before = pids(sv)
+    three.write("a/service.toml", 'restart = "sometimes"\n')
+    wait_for(lambda: reload_events(sv, "reload_rejected"), what="the rejection in the log")
+    ev = reload_events(sv, "reload_rejected")[0]
+    assert any("a/service.toml" in e and "restart" in e for e in ev["errors"])
+    r = sv.ctl("reload")
+    assert r.returncode == 1
+    assert "a/service.toml" in r.stderr and "nothing changed" in r.stderr
+    assert pids(sv) == before
+    three.write("a/service.toml", 'restart = "on-failure"\n')
+    wait_for(lambda: reload_events(sv, "reload_applied"), what="the fixed tree applied")
+    sv.wait_state("ready", "a")
+    after = pids(sv)
+    assert after["a"] != before["a"] and after["b"] == before["b"]
+    assert sv.stop() == 0
+
+
+def test_twenty_edits_in_one_second_give_one_reload(three, run_svtree):
+    sv = start_watching(run_svtree, "a", "b", "c")
+    for i in range(20):
+        three.write("b/service.toml", f"stop_timeout = {i + 1}.0\n")
+        time.sleep(0.045)
+    wait_for(lambda: reload_events(sv, "reload_applied"), what="a reload")
+    sv.wait_state("ready", "b")
+    time.sleep(1.0)  # another reload would come within QUIET + MAX_WAIT
+    assert len(reload_events(sv, "reload_applied")) == 1
+    assert sv.stop() == 0
+
+
+def test_sighup_and_ctl_reload_work_without_the_watcher(three, run_svtree):
+    sv = run_svtree(args=["--log-format", "json"])  # --no-watch (the harness default)
+    sv.wait_state("ready", "a", "b", "c")
+    before = pids(sv)
+    three.service("d", three.sh(RUN))
+    time.sleep(0.5)
+    assert "d" not in sv.status()  # nothing watches
+    sv.signal(signal.SIGHUP)
+    wait_for(lambda: "d" in sv.status(), what="SIGHUP to add d")
+    sv.wait_state("ready", "d")
+    three.write("a/run", three.sh("echo new >> $EVENTS\n" + RUN), executable=True)
+    r = sv.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    assert "changed: a" in r.stdout
+    sv.wait_state("ready", "a")
+    after = pids(sv)
+    assert after["a"] != before["a"] and after["b"] == before["b"] and after["c"] == before["c"]
+    r = sv.ctl("reload")
+    assert r.returncode == 0 and "no change" in r.stdout
+    assert sv.stop() == 0
+
+
+def test_dependency_order_is_kept_when_both_ends_change(tree, run_svtree):
+    trap = """
+        echo start {n} $(date +%s%N) >> $EVENTS
+        trap 'echo stop {n} $(date +%s%N) >> $EVENTS; exit 0' TERM
+        while :; do sleep 0.02; done
+    """
+    tree.service("db", tree.sh(trap.format(n="db")), toml="notification_fd = 3\n",
+                 files={})
+    tree.write("db/run", tree.sh("echo >&3\n" + trap.format(n="db")), executable=True)
+    tree.service("app", tree.sh(trap.format(n="app")), toml='depends_on = ["db"]\n')
+    sv = run_svtree(args=["--log-format", "json"])
+    sv.wait_state("ready", "app")
+    tree.write("db/run", tree.sh("echo >&3\n# v2\n" + trap.format(n="db")), executable=True)
+    tree.write("app/service.toml", 'depends_on = ["db"]\nstop_timeout = 5.0\n')
+    assert sv.ctl("reload").returncode == 0
+    wait_for(lambda: len([r for r in tree.event_lines() if r[0] == "start"]) == 4, what="both restarted")
+    rows = tree.event_lines()
+    stop = {r[1]: int(r[2]) for r in rows if r[0] == "stop"}
+    assert stop["app"] < stop["db"]  # dependents stop first
+    starts = [r[1] for r in rows if r[0] == "start"][2:]
+    assert starts == ["db", "app"]  # dependencies start first
+    assert sv.stop() == 0
