@@ -88,8 +88,13 @@ def problems_of(tree: str) -> "tuple[Problem, ...]":
     return info.value.problems
 
 
-def only_problem(tree: str) -> Problem:
-    """The tree must be invalid for exactly one reason: extra, spurious problems fail too."""
+def only_problem(tree: str, where: "str | None" = None) -> Problem:
+    """The tree must be invalid for exactly one reason: extra, spurious problems fail too.
+
+    `where`: the file the problem must name, relative to the tree.
+    """
     problems = problems_of(tree)
     assert len(problems) == 1, "\n".join(p.render() for p in problems)
+    if where is not None:
+        assert problems[0].path == os.path.join(tree, where)
     return problems[0]

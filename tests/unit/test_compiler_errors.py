@@ -47,7 +47,7 @@ def test_invalid_service_name_is_named(scratch):
 @pytest.mark.parametrize("name", ["-dash", "_under", "a@b", "caf\u00e9"])
 def test_more_invalid_names(scratch, name):
     tree = make_tree(scratch, {name: {}})
-    assert only_problem(tree).message == f'"{name}" is not a valid service name'
+    assert only_problem(tree, name).message == f'"{name}" is not a valid service name'
 
 
 def test_svtree_toml_must_be_a_file(scratch):
@@ -102,7 +102,7 @@ def test_run_is_a_directory(scratch):
 def test_run_broken_symlink(scratch):
     tree = make_tree(scratch, {"web": {"run": None}})
     os.symlink("/nonexistent/daemon", os.path.join(tree, "web", "run"))
-    problem = only_problem(tree)
+    problem = only_problem(tree, "web/run")
     assert problem.message == "is a broken symlink (to /nonexistent/daemon)"
 
 
@@ -133,7 +133,7 @@ def test_crlf_line_endings(scratch):
 
 def test_crlf_reports_the_first_crlf_line(scratch):
     tree = make_tree(scratch, {"web": {"run": "#!/bin/sh\n\nexec sleep 1\r\n"}})
-    assert only_problem(tree).line == 3
+    assert only_problem(tree, "web/run").line == 3
 
 
 def test_missing_interpreter(scratch):
@@ -148,7 +148,8 @@ def test_missing_interpreter(scratch):
 @pytest.mark.parametrize("shebang", ["#!/command/with-contenv sh", "#!/usr/bin/with-contenv bash"])
 def test_with_contenv_says_to_change_the_shebang(scratch, shebang):
     tree = make_tree(scratch, {"web": {"run": shebang + "\nexec nginx\n"}})
-    problem = only_problem(tree)
+    problem = only_problem(tree, "web/run")
+    assert problem.line == 1
     assert "with-contenv" in problem.message and "does not exist" in problem.message
     assert problem.hint == ("svtree passes the container environment to services already: change the "
                             "shebang to #!/bin/sh (or the shell the script needs)")
@@ -156,14 +157,14 @@ def test_with_contenv_says_to_change_the_shebang(scratch, shebang):
 
 def test_env_program_not_on_path(scratch):
     tree = make_tree(scratch, {"web": {"run": "#!/usr/bin/env python9\nprint(1)\n"}})
-    problem = only_problem(tree)
+    problem = only_problem(tree, "web/run")
     assert problem.line == 1
     assert problem.message == "#! interpreter python9 (run by /usr/bin/env) is not found on PATH"
 
 
 def test_env_split_string_program_not_on_path(scratch):
     tree = make_tree(scratch, {"web": {"run": "#!/usr/bin/env -S python9 -u\nprint(1)\n"}})
-    assert "python9" in only_problem(tree).message
+    assert "python9" in only_problem(tree, "web/run").message
 
 
 def test_env_program_searched_in_the_services_path(scratch):
@@ -174,31 +175,31 @@ def test_env_program_searched_in_the_services_path(scratch):
     compile_tree(tree)  # found through the service's own PATH
     os.unlink(os.path.join(bindir, "mytool"))
     tree2 = make_tree(scratch, {"web": {"run": "#!/usr/bin/env mytool\n", "service.toml": toml}}, name="t2")
-    assert "not found on PATH" in only_problem(tree2).message
+    assert "not found on PATH" in only_problem(tree2, "web/run").message
 
 
 def test_neither_script_nor_binary(scratch):
     tree = make_tree(scratch, {"web": {"run": "exec sleep 1\n"}})
-    problem = only_problem(tree)
+    problem = only_problem(tree, "web/run")
     assert problem.message == "is neither a #! script nor a binary, so it cannot be executed"
     assert "#!/bin/sh" in problem.hint
 
 
 def test_empty_run(scratch):
     tree = make_tree(scratch, {"web": {"run": ""}})
-    assert only_problem(tree).message == "is empty"
+    assert only_problem(tree, "web/run").message == "is empty"
 
 
 def test_empty_shebang(scratch):
     tree = make_tree(scratch, {"web": {"run": "#!\necho\n"}})
-    assert only_problem(tree).message == "has an empty #! line"
+    assert only_problem(tree, "web/run").message == "has an empty #! line"
 
 
 def test_interpreter_not_executable(scratch):
     interp = os.path.join(scratch, "interp")
     write_file(interp, "x", 0o644)
     tree = make_tree(scratch, {"web": {"run": f"#!{interp}\n"}})
-    assert only_problem(tree).message == f"#! interpreter {interp} is not executable"
+    assert only_problem(tree, "web/run").message == f"#! interpreter {interp} is not executable"
 
 
 # --- TOML ---------------------------------------------------------------------------------
@@ -482,7 +483,8 @@ def test_three_service_cycle_with_a_tail(scratch):
         "d": {},
         "e": {"service.toml": 'depends_on = ["a"]\n'},
     })
-    assert only_problem(tree).message == "dependency cycle: a -> b -> c -> a"
+    problem = only_problem(tree, "a/service.toml")
+    assert (problem.key, problem.message) == ("depends_on", "dependency cycle: a -> b -> c -> a")
 
 
 def test_each_separate_cycle_reported_once(scratch):

@@ -1,4 +1,4 @@
-"""The demo tree at the repository root compiles, with the shape its README promises."""
+"""The demo tree at the repository root (services.d/) compiles, with the intended shape."""
 
 from __future__ import annotations
 
