@@ -96,12 +96,12 @@ class Svtree:
     """svtree running as PID 1 in its own PID namespace."""
 
     def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL,
-                 watch: bool = False) -> None:
+                 watch: bool = False, wrap=()) -> None:
         self.tree = tree
         self.socket = os.path.join(tree.root, "control.sock")
         self.stdout_path = os.path.join(tree.root, "stdout")
         self.stderr_path = os.path.join(tree.root, "stderr")
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+        argv = [*wrap, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
                 sys.executable, "-m", "svtree", "run", "--dir", tree.dir, "--socket", self.socket,
                 *([] if watch else ["--no-watch"]), *args]
         if cmd:
@@ -241,6 +241,7 @@ def run_svtree(tree):
         started.append(s)
         return s
 
+    start.started = started
     yield start
     for s in started:
         s.kill()
