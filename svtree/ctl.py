@@ -6,6 +6,7 @@ no structlog, no watchfiles, no TOML parser, no core, so it starts fast.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -27,6 +28,7 @@ usage: svtree ctl [--socket PATH] [--json] VERB ...
 
 VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
 NEEDS_NAMES = ("start", "stop", "restart", "signal", "wait")
+MAX_TIMEOUT = 1e8  # seconds (three years): more is "forever", which is no --timeout
 
 
 class Usage(Exception):
@@ -72,8 +74,14 @@ def parse(argv: "list[str]") -> dict:
             opts["timeout"] = float(opts["timeout"])
         except ValueError:
             raise Usage(f'--timeout takes seconds, not "{opts["timeout"]}"') from None
+        # float() also takes "inf" and "nan", which JSON cannot carry (json.dumps writes
+        # them as Infinity / NaN anyway) and no deadline can be built from.
+        if not math.isfinite(opts["timeout"]):
+            raise Usage(f'--timeout takes a number of seconds, not "{opts["timeout"]}"')
         if opts["timeout"] < 0:
             raise Usage("--timeout must not be negative")
+        if opts["timeout"] > MAX_TIMEOUT:
+            raise Usage(f"--timeout must be at most {MAX_TIMEOUT:g} s (leave it out to wait forever)")
     req = {"v": wire.PROTOCOL, "verb": verb}
     if verb == "signal":
         if not rest:
