@@ -15,6 +15,7 @@ machine's deadline and the probe schedule, or None when idle.
 
 from __future__ import annotations
 
+import _signal
 import errno
 import os
 import selectors
@@ -359,7 +360,7 @@ def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, s
         osutil.reset_signal_dispositions()
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.pthread_sigmask(signal.SIG_SETMASK, osutil.ORIGINAL_SIGMASK)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, osutil.ORIGINAL_SIGMASK)
         # Close everything the core had open except our own channels.
         osutil.close_fds_except({0, 1, 2, sock_fd, out_fd, err_fd, *keep})
         osutil.set_child_subreaper()

@@ -8,51 +8,73 @@ mask svtree started with, a chosen cwd, and exactly the fds named, nothing else.
 
 from __future__ import annotations
 
+import _signal  # the C module: signal's wrappers turn every number into an enum (slow)
 import errno
 import fcntl
 import os
 import signal
 
 PR_SET_CHILD_SUBREAPER = 36
-_CATCHABLE = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+ALL_SIGNALS = frozenset(int(s) for s in _signal.valid_signals())
+_CATCHABLE = sorted(ALL_SIGNALS - {signal.SIGKILL, signal.SIGSTOP})
+_SIG_DFL = int(signal.SIG_DFL)
 
 # The signal mask svtree was started with: children get it back. Taken at import, before
 # anything here blocks a signal.
-ORIGINAL_SIGMASK = frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+ORIGINAL_SIGMASK = frozenset(int(s) for s in _signal.pthread_sigmask(_signal.SIG_BLOCK, []))
+
+_libc = None
+
+
+def _prctl(option: int, arg: int) -> None:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        import ctypes
+
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
 
 
 def set_child_subreaper() -> None:
     """Orphans of our descendants are re-parented to us instead of to PID 1."""
-    import ctypes
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
+
+def prepare_fork() -> None:
+    """Load what children use (libc for prctl) in the parent, so forks share it."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def fork_quiet() -> int:
     """fork() with every signal blocked across it, so no handler of ours runs in the
     child before it has reset its dispositions. The parent gets its mask back; the
     child returns with everything blocked and must call `unblock_child_signals`."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, ALL_SIGNALS)
     try:
         pid = os.fork()
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
         raise
     if pid:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
     return pid
 
 
 def reset_signal_dispositions() -> None:
     """Every catchable signal back to SIG_DFL (undoing CPython's SIG_IGN of SIGPIPE and
     SIGXFSZ and any handler of ours), and no wakeup fd."""
-    signal.set_wakeup_fd(-1)
+    _signal.set_wakeup_fd(-1)
     for s in _CATCHABLE:
         try:
-            signal.signal(s, signal.SIG_DFL)
+            _signal.signal(s, _SIG_DFL)
         except (OSError, ValueError):
             pass
 
@@ -117,7 +139,7 @@ def spawn(
                 except OSError:
                     pass
         reset_signal_dispositions()
-        signal.pthread_sigmask(signal.SIG_SETMASK, ORIGINAL_SIGMASK)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, ORIGINAL_SIGMASK)
         if cwd is not None:
             os.chdir(cwd)
         _place_fds(fds)

@@ -98,14 +98,21 @@ class Core:
         self.orphans_reaped = 0
         self.t0 = time.monotonic()
         self.state_listeners: "list[Callable[[], None]]" = []
+        self._base_env: "dict[str, str] | None" = None
         self.retired_listeners: "list[Callable[[], None]]" = []
         self.reload: "Callable | None" = None  # set by core.reload.Reloader
 
     # --- boot ---------------------------------------------------------------------------
 
     def boot(self) -> None:
+        osutil.prepare_fork()
         for name in self._level_order():
-            self.start_monitor(self.services[name])
+            svc = self.services[name]
+            self.start_monitor(svc)
+            # Services without dependencies start while the next monitors are forked.
+            if not svc.spec.depends_on and svc.want is Want.UP and svc.monitor_pid is not None:
+                svc.sent_up = True
+                self.send(svc, {"cmd": wire.UP})
         self.converge()
 
     def _level_order(self) -> "list[str]":
@@ -118,7 +125,11 @@ class Core:
         return names + sorted(set(self.services) - set(names))
 
     def service_env(self, spec: ServiceSpec) -> "dict[str, str]":
-        env = dict(os.environ)
+        if self._base_env is None:
+            self._base_env = dict(os.environ)
+        if not spec.environment:
+            return self._base_env  # the forked monitor gets its own copy anyway
+        env = dict(self._base_env)
         env.update(dict(spec.environment))
         return env
 
