@@ -134,7 +134,7 @@ class Core:
         return env
 
     def start_monitor(self, svc: Service) -> None:
-        if self.shutting_down and not svc.exit_sent:
+        if self.shutting_down:
             return
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pipes: "list[tuple[int, int]]" = []
@@ -373,12 +373,23 @@ class Core:
             self.phase = "services"
         if self.phase == "services":
             dependents = self.plan.dependents()
-            pending = [s for s in self.services.values() if not s.gone]
-            for svc in pending:
-                if svc.exit_sent:
-                    continue
-                if all(self.services[d].gone for d in dependents.get(svc.name, ()) if d in self.services):
+            memo: "dict[str, bool]" = {}
+
+            def all_gone(name: str) -> bool:
+                # Transitively: a dependent whose monitor died early is gone, but what
+                # depends on it may still run, and that needs us too.
+                if name not in memo:
+                    memo[name] = all(
+                        (d not in self.services or self.services[d].gone) and all_gone(d)
+                        for d in dependents.get(name, ())
+                    )
+                return memo[name]
+
+            for svc in list(self.services.values()):
+                if not svc.gone and not svc.exit_sent and all_gone(svc.name):
                     self.stop_for_good(svc)
+                    if svc.gone:  # it had no monitor: what waited on it may go now
+                        return self.shutdown_progress()
             if all(s.gone for s in self.services.values()):
                 self.phase = "sweep"
                 self.begin_sweep()
