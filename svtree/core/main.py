@@ -35,6 +35,9 @@ def _load_plan(args):
 
 
 def run_command(args) -> int:
+    import time
+
+    started = time.monotonic()
     plan, code = _load_plan(args)
     if plan is None:
         return code
@@ -66,6 +69,8 @@ def run_command(args) -> int:
         kill_grace=settings.kill_grace,
         main_stop_timeout=settings.main_stop_timeout,
     )
+
+    core.t0 = started  # "N services up in T": from svtree's start, compile included
 
     def on_stop_signal(signum: int) -> None:
         core.begin_shutdown(f"signal {signal.Signals(signum).name}")
@@ -106,6 +111,6 @@ def run_command(args) -> int:
             extra.close()
     code = exitcodes.FAILURE if core.failed else (core.main_code or 0 if args.cmd else 0)
     log.info("shutdown_done", exit_code=code,
-             duration=round(__import__("time").monotonic() - core.shutdown_started, 3),
+             duration=round(time.monotonic() - core.shutdown_started, 3),
              orphans_reaped=core.orphans_reaped)
     return code

@@ -284,8 +284,13 @@ class Core:
             s.report["state"] in SATISFIED for s in self.services.values() if not s.spec.down
         ):
             self.booted = True
-            self.log.info("tree_up", services=len(self.services),
-                          duration=round(time.monotonic() - self.t0, 3))
+            took = time.monotonic() - self.t0
+            up = sum(1 for s in self.services.values() if s.report["state"] in SATISFIED)
+            self.log.info("tree_up", services=up, duration=round(took, 3))
+            if os.isatty(1):  # a person is watching: one plain summary line
+                from svtree.core.output import write_all
+
+                write_all(1, f"{up} service{'s' if up != 1 else ''} up in {took * 1000:.0f} ms\n".encode())
             if self.main_cmd and not self.main_started:
                 self.start_main()
 
