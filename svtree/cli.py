@@ -6,12 +6,13 @@ structlog and the compiler are never imported on that path (see tests/unit/test_
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """\
-usage: svtree [run] [--dir DIR | --plan FILE] [--socket PATH] [--no-watch]
+usage: svtree [run] [--dir DIR | --plan FILE | --s6-overlay ROOT] [--socket PATH] [--no-watch]
                     [--log-format console|json] [--output prefix|raw] [-- CMD [ARG...]]
-       svtree compile [DIR] [-o FILE] [--json]
+       svtree compile [DIR | --s6-overlay ROOT] [-o FILE] [--json] [--grace SECONDS]
        svtree ctl [--socket PATH] [--json] VERB ...
        svtree --version | --help
 """
@@ -23,11 +24,17 @@ each, reaps every zombie, reloads when files change and shuts down in order.
 
 commands:
   run        compile the tree and run it (the default)
-  compile    validate the tree and print the plan; -o FILE writes it for `run --plan`
+  compile    validate the tree and print the plan and its worst-case shutdown time;
+             -o FILE writes it for `run --plan`; --grace SECONDS warns when the worst
+             case exceeds SECONDS (Kubernetes' default grace is 30)
   ctl        talk to the running svtree: status start stop restart signal reload
              wait check shutdown (`svtree ctl --help`)
 
 DIR is --dir, else $SVTREE_DIR, else ./services.d if it exists, else /etc/services.d.
+--s6-overlay ROOT runs s6-overlay v2's layout: ROOT/etc/cont-init.d scripts first, in
+order, then ROOT/etc/services.d, and ROOT/etc/cont-finish.d scripts at shutdown. It is
+chosen for ROOT=/ when no tree is given, there is no ./services.d and /etc has both
+services.d and cont-init.d.
 """
 
 
@@ -36,40 +43,91 @@ def _usage_error(command: str, message: str) -> int:
     return 2
 
 
-def _parse_run(argv: "list[str]"):
+def _parser(prog: str):
+    """argparse, with its errors raised as ValueError: printed once, in svtree's grammar."""
     import argparse
 
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # type: ignore[override]
+            raise ValueError(message)
+
+    return Parser(prog=prog, add_help=False)
+
+
+def _parse_run(argv: "list[str]"):
     cmd: "list[str]" = []
     if "--" in argv:
         i = argv.index("--")
         argv, cmd = argv[:i], argv[i + 1:]
-    p = argparse.ArgumentParser(prog="svtree run", add_help=False)
+    p = _parser("svtree run")
     p.add_argument("--dir")
     p.add_argument("--plan")
     p.add_argument("--socket")
     p.add_argument("--no-watch", action="store_true")
     p.add_argument("--log-format", choices=("console", "json"))
     p.add_argument("--output", choices=("prefix", "raw"))
+    p.add_argument("--s6-overlay", dest="s6_overlay", metavar="ROOT")
     args, rest = p.parse_known_args(argv)
     if rest:
         raise ValueError(f"unexpected argument(s): {' '.join(rest)} (a main command goes after --)")
-    if args.dir and args.plan:
-        raise ValueError("--dir and --plan exclude each other")
+    given = [flag for flag, value in (("--dir", args.dir), ("--plan", args.plan),
+                                      ("--s6-overlay", args.s6_overlay)) if value]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} exclude each other")
     args.cmd = cmd
     return args
 
 
 def _parse_compile(argv: "list[str]"):
-    import argparse
-
-    p = argparse.ArgumentParser(prog="svtree compile", add_help=False)
+    p = _parser("svtree compile")
     p.add_argument("dir", nargs="?")
     p.add_argument("-o", "--output", dest="output")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--grace", metavar="SECONDS")
+    p.add_argument("--s6-overlay", dest="s6_overlay", metavar="ROOT")
     args, rest = p.parse_known_args(argv)
     if rest:
         raise ValueError(f"unexpected argument(s): {' '.join(rest)}")
+    if args.dir and args.s6_overlay:
+        raise ValueError("DIR and --s6-overlay exclude each other")
+    if args.grace is not None:
+        args.grace = _seconds(args.grace)
     return args
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f'--grace takes a number of seconds, not "{text}"')
+    return value
+
+
+def _choose_s6_overlay(args, command: str) -> "int | None":
+    """--s6-overlay ROOT, or the automatic choice of ROOT=/ (see HELP): point args.dir at
+    the DIR that stands for that layout. Returns an exit code when ROOT is unusable."""
+    from svtree.compiler.build import use_s6_overlay
+    from svtree.compiler.s6overlay import SERVICES_DIR, automatic_root
+
+    root = args.s6_overlay
+    if root is None and not args.plan:
+        root = automatic_root(args.dir)
+        if root is not None:
+            sys.stderr.write(f"{command}: no tree given and /etc has s6-overlay's services.d and "
+                             "cont-init.d: running the s6-overlay v2 layout of / (give --dir "
+                             "/etc/services.d for a plain tree)\n")
+    if root is None:
+        return None
+    if not os.path.isdir(os.path.join(root, SERVICES_DIR)):
+        sys.stderr.write(f"{command}: --s6-overlay {root}: no directory {os.path.join(root, SERVICES_DIR)}"
+                         " (ROOT is the directory that holds etc/services.d, / in an image)\n")
+        return 2
+    args.dir = use_s6_overlay(root)
+    return None
 
 
 def main(argv: "list[str] | None" = None) -> int:
@@ -93,7 +151,8 @@ def main(argv: "list[str] | None" = None) -> int:
             return _usage_error("svtree compile", str(e) or "bad arguments")
         from svtree.compiler.command import compile_command
 
-        return compile_command(args.dir, args.output, args.json)
+        return compile_command(args.dir, args.output, args.json, grace=args.grace,
+                               s6_overlay=args.s6_overlay)
     if argv and argv[0] == "run":
         argv = argv[1:]
     elif argv and argv[0] != "--" and not argv[0].startswith("-"):
@@ -102,6 +161,9 @@ def main(argv: "list[str] | None" = None) -> int:
         args = _parse_run(argv)
     except (ValueError, SystemExit) as e:
         return _usage_error("svtree run", str(e) or "bad arguments")
+    code = _choose_s6_overlay(args, "svtree run")
+    if code is not None:
+        return code
     from svtree.core.main import run_command
 
     return run_command(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from svtree.compiler.accounts import Accounts
 from svtree.compiler.digest import files_digest, service_digest, source_digest
@@ -182,19 +182,56 @@ class _Compiler:
         return origin
 
 
+# s6-overlay v2 trees compiled in this process, by the DIR that stands for them
+# (ROOT/etc/services.d) -> ROOT. The core recompiles a running tree from its plan's source
+# path alone (core/reload.py calls compile_tree(plan.source)), so the layout is remembered
+# here for the life of the process; see use_s6_overlay().
+_S6_OVERLAY_ROOTS: "dict[str, str]" = {}
+
+
+def use_s6_overlay(root: str) -> str:
+    """From now on compile ROOT with the s6-overlay v2 layout (see s6overlay.py).
+
+    Returns the DIR that stands for it, ROOT/etc/services.d: the plan's source, the
+    directory the watcher watches and where svtree.toml is read.
+    """
+    root = os.path.abspath(root)
+    directory = os.path.join(root, "etc", "services.d")
+    _S6_OVERLAY_ROOTS[directory] = root
+    return directory
+
+
+def s6_overlay_root(directory: str) -> "str | None":
+    """ROOT when DIR stands for an s6-overlay v2 tree chosen by use_s6_overlay(), else None."""
+    return _S6_OVERLAY_ROOTS.get(os.path.abspath(directory))
+
+
 def compile_tree(directory: str) -> Plan:
-    """Compile the tree at `directory` into a Plan.
+    """Compile the tree at `directory` into a Plan (the s6-overlay v2 layout of ROOT when
+    `directory` is the DIR use_s6_overlay(ROOT) returned).
 
     Raises NoTreeError when the directory is missing, CompileError with every problem found
     when the tree is invalid.
     """
     directory = os.path.abspath(directory)
+    root = s6_overlay_root(directory)
+    if root is not None:
+        from svtree.compiler.s6overlay import compile_s6_overlay
+
+        return compile_s6_overlay(root)
     found = discover(directory)
     compiler = _Compiler(directory)
     compiler.problems += found.problems
     settings, global_bytes = compiler.read_global(found.global_file)
     read = {name: compiler.read_service(name) for name in found.names}
+    return assemble(compiler, read, settings, global_bytes)
 
+
+def assemble(compiler: _Compiler, read: "dict[str, _Read]", settings: GlobalSettings,
+             global_bytes: "bytes | None",
+             files_of: "Callable[[ServiceSpec], str] | None" = None) -> Plan:
+    """Check the dependency graph, then (only for a tree without problems) add digests and
+    start levels. `files_of(spec)` digests a service's files: its directory by default."""
     origin = compiler.dependency_origin(read)
     graph, problems = check_dependencies({n: r.spec.depends_on for n, r in read.items()}, origin)
     compiler.problems += problems
@@ -202,12 +239,13 @@ def compile_tree(directory: str) -> Plan:
     if compiler.problems:
         raise CompileError(compiler.problems)
 
+    files_of = files_of or (lambda spec: files_digest(spec.path))
     services = tuple(
-        replace(r.spec, digest=service_digest(r.spec, files_digest(r.spec.path)))
-        for r in (read[name] for name in found.names)
+        replace(r.spec, digest=service_digest(r.spec, files_of(r.spec)))
+        for r in (read[name] for name in sorted(read))
     )
     return Plan(
-        source=directory,
+        source=compiler.directory,
         services=services,
         levels=start_levels(graph),
         settings=settings,

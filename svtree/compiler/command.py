@@ -6,9 +6,10 @@ import json
 import os
 import sys
 
-from svtree.compiler.build import compile_tree, find_tree_dir
+from svtree.compiler.build import compile_tree, find_tree_dir, s6_overlay_root, use_s6_overlay
 from svtree.compiler.discover import NoTreeError
 from svtree.compiler.settings import GLOBAL_SETTINGS, SERVICE_SETTINGS, toml_literal
+from svtree.compiler.shutdown import describe_budget, worst_case_shutdown
 from svtree.errors import CompileError, display_path
 from svtree.exitcodes import FAILURE, OK
 from svtree.plan import Plan, ServiceSpec, dump, to_dict
@@ -44,11 +45,14 @@ def describe_service(spec: ServiceSpec) -> str:
 
 def render_plan(plan: Plan) -> str:
     """The plan as people read it: settings, then services level by level, then the start order."""
-    lines = [f"tree {plan.source}: {plural(len(plan.services), 'service')} "
+    root = s6_overlay_root(plan.source)
+    what = f"s6-overlay v2 tree of {root}" if root is not None else f"tree {plan.source}"
+    lines = [f"{what}: {plural(len(plan.services), 'service')} "
              f"in {plural(len(plan.levels), 'start level')}"]
     changed = [f"{s.name} = {s.show(getattr(plan.settings, s.field))}"
                for s in GLOBAL_SETTINGS if getattr(plan.settings, s.field) != s.default]
     lines.append("svtree.toml: " + (", ".join(changed) if changed else "defaults"))
+    lines.append(describe_budget(worst_case_shutdown(plan)))
     by_name = plan.by_name()
     width = max((len(name) for name in by_name), default=0)
     for number, level in enumerate(plan.levels):
@@ -75,28 +79,54 @@ def _write(path: str, text: str) -> None:
         raise
 
 
-def compile_command(directory: "str | None", output: "str | None", as_json: bool) -> int:
+def compile_command(directory: "str | None", output: "str | None", as_json: bool,
+                    grace: "float | None" = None, s6_overlay: "str | None" = None) -> int:
     """Exit 0 when the tree is valid, 1 when it is invalid or missing (2, usage, is cli.py's).
 
-    The plan goes to stdout (JSON with --json). With -o FILE the plan file is written and a
-    line says so: on stdout, or on stderr with --json so that stdout stays one JSON value.
+    The plan goes to stdout (JSON with --json), ending with the worst-case shutdown time.
+    With -o FILE the plan file is written and a line says so: on stdout, or on stderr with
+    --json so that stdout stays one JSON value. With `grace` (seconds, --grace), a
+    worst-case shutdown longer than that is a warning on stderr; the exit stays 0, since
+    the tree is valid and the grace time is the orchestrator's to raise.
+    `s6_overlay` is ROOT, for the s6-overlay v2 layout (DIR must then be None).
     """
-    tree = find_tree_dir(directory)
+    if s6_overlay is not None:
+        tree = use_s6_overlay(s6_overlay)
+    else:
+        from svtree.compiler.s6overlay import automatic_root
+
+        root = automatic_root(directory)
+        tree = use_s6_overlay(root) if root is not None else find_tree_dir(directory)
     try:
         plan = compile_tree(tree)
     except NoTreeError as e:
-        sys.stderr.write(f"{COMMAND}: no tree at {display_path(tree)}: {e.reason} "
-                         "(give DIR, set $SVTREE_DIR, or create ./services.d)\n")
+        hint = ("ROOT needs etc/services.d" if s6_overlay_root(tree) is not None
+                else "give DIR, set $SVTREE_DIR, or create ./services.d")
+        sys.stderr.write(f"{COMMAND}: no tree at {display_path(tree)}: {e.reason} ({hint})\n")
         return FAILURE
     except CompileError as e:
         for problem in e.problems:
             sys.stderr.write(problem.render() + "\n")
-        sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {display_path(tree)}\n")
+        root = s6_overlay_root(tree)
+        where = f"the s6-overlay v2 tree of {root}" if root is not None else display_path(tree)
+        sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {where}\n")
         return FAILURE
+    budget = worst_case_shutdown(plan)
     if as_json:
-        sys.stdout.write(json.dumps(to_dict(plan), indent=1, sort_keys=True) + "\n")
+        data = to_dict(plan)
+        data["worst_case_shutdown"] = round(budget.total, 3)
+        data["shutdown_chain"] = [name for name, _ in budget.chain]
+        sys.stdout.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
     else:
         sys.stdout.write(render_plan(plan))
+    if grace is not None and budget.total > grace:
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"{COMMAND}: warning: the worst-case shutdown ({budget.total:g} s) exceeds the grace "
+            f"time of {grace:g} s: processes still running then get SIGKILL from the container "
+            "runtime, finish scripts included (raise terminationGracePeriodSeconds or "
+            "`docker stop --time`, or lower stop_timeout, finish_timeout, kill_grace or "
+            "main_stop_timeout)\n")
     if output:
         try:
             _write(output, dump(plan))

@@ -90,3 +90,16 @@ def source_digest(services: "tuple[ServiceSpec, ...]", global_bytes: "bytes | No
     else:
         h.update(b"svtree.toml\0" + hashlib.sha256(global_bytes).digest())
     return h.hexdigest()
+
+
+def script_digest(path: str) -> str:
+    """sha256 over one script (mode and content): the files of a service that is a single
+    script, like an s6-overlay cont-init.d entry."""
+    h = hashlib.sha256(b"svtree-script-1\0")
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        h.update(b"E\0" + str(e.errno).encode() + b"\0")
+    else:
+        h.update(b"%o\0" % stat.S_IMODE(st.st_mode) + _file_hash(path, st))
+    return h.hexdigest()

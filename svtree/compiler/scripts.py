@@ -97,8 +97,10 @@ class ScriptChecker:
         why = self._unusable(interpreter)
         if why:
             if os.path.basename(interpreter) == "with-contenv":
+                replacement = _without_contenv(argument, env_path)
                 return [Problem(
-                    path, f"#! interpreter {interpreter} (s6-overlay's with-contenv) {why}", line=1,
+                    path, f"#! interpreter {interpreter} (s6-overlay's with-contenv) {why}: "
+                          f"make line 1 {replacement}", line=1,
                     hint="svtree passes the container environment to services already: change the "
                          "shebang to #!/bin/sh (or the shell the script needs)",
                 )]
@@ -135,6 +137,26 @@ class ScriptChecker:
             else:
                 self._on_path[key] = shutil.which(program, path=search) is not None
         return self._on_path[key]
+
+
+def _without_contenv(argument: str, env_path: "str | None") -> str:
+    """The #! line a `#!/usr/bin/with-contenv PROG ARGS` script should have: #!PATH-OF-PROG ARGS.
+
+    with-contenv only loads s6-overlay's saved container environment and execs the rest;
+    svtree hands every service its own environment, so the program can run directly.
+    """
+    words = argument.split()
+    if not words:
+        return "#!/bin/sh"
+    program, rest = words[0], words[1:]
+    if "/" not in program:
+        found = shutil.which(program, path=env_path or os.environ.get("PATH") or DEFAULT_PATH)
+        if found is None:
+            # Not installed here (compiled outside the image?): let env find it at run time;
+            # more than one word after env needs its -S.
+            return "#!/usr/bin/env " + ("-S " if rest else "") + " ".join([program, *rest])
+        program = found
+    return "#!" + " ".join([program, *rest])
 
 
 def _env_program(argument: str) -> "str | None":

@@ -96,13 +96,15 @@ class Svtree:
     """svtree running as PID 1 in its own PID namespace."""
 
     def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL,
-                 watch: bool = False, wrap=()) -> None:
+                 watch: bool = False, wrap=(), source=None) -> None:
         self.tree = tree
         self.socket = os.path.join(tree.root, "control.sock")
         self.stdout_path = os.path.join(tree.root, "stdout")
         self.stderr_path = os.path.join(tree.root, "stderr")
         argv = [*wrap, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-                sys.executable, "-m", "svtree", "run", "--dir", tree.dir, "--socket", self.socket,
+                sys.executable, "-m", "svtree", "run",
+                *(source if source is not None else ["--dir", tree.dir]),  # or ["--s6-overlay", ROOT]
+                "--socket", self.socket,
                 *([] if watch else ["--no-watch"]), *args]
         if cmd:
             argv += ["--", *cmd]
