@@ -144,7 +144,31 @@ def _last_exit(value) -> str:
     return str(value)
 
 
-def format_status(rows: "list[dict]") -> str:
+# `ctl status` on a terminal: the state coloured by what it means for the user.
+STATE_COLOURS = {
+    "ready": "32", "done": "32",  # green: as wanted
+    "up": "33", "starting": "33",  # yellow: on its way
+    "failed": "31", "backoff": "31",  # red: something is wrong
+}
+BOLD = "1"
+
+
+def _paint(text: str, code: "str | None") -> str:
+    return f"\033[{code}m{text}\033[0m" if code else text
+
+
+def use_colour(stream) -> bool:
+    """Colour only for a person: a terminal, not NO_COLOR (no-color.org), not TERM=dumb."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+    return tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def format_status(rows: "list[dict]", colour: bool = False) -> str:
+    """The status table, columns aligned; with `colour`, the header bold and each state
+    coloured (ANSI), padded by its visible width so the columns still line up."""
     header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
     table = [header] + [
         (r["name"], r["state"], str(r["pid"] or "-"), _duration(r["uptime"]), str(r["restarts"]),
@@ -152,9 +176,17 @@ def format_status(rows: "list[dict]") -> str:
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n" for row in table
-    )
+    lines = []
+    for number, row in enumerate(table):
+        cells = [cell.ljust(w) for cell, w in zip(row, widths)]
+        cells[-1] = cells[-1].rstrip()
+        if colour and number == 0:
+            cells = [_paint(cell, BOLD) for cell in cells]
+        elif colour:
+            state = row[1]
+            cells[1] = _paint(state, STATE_COLOURS.get(state)) + cells[1][len(state):]
+        lines.append("  ".join(cells) + "\n")
+    return "".join(lines)
 
 
 def main(argv: "list[str]") -> int:
@@ -206,7 +238,7 @@ def main(argv: "list[str]") -> int:
     if opts["json"]:
         return 0
     if verb == "status":
-        sys.stdout.write(format_status(reply["services"]))
+        sys.stdout.write(format_status(reply["services"], colour=use_colour(sys.stdout)))
     elif verb == "reload":
         changes = [(k, reply.get(k) or []) for k in ("added", "removed", "changed")]
         if not any(v for _, v in changes):
