@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import sys
+import time
 
 from svtree import paths, wire
 
@@ -28,6 +29,7 @@ usage: svtree ctl [--socket PATH] [--json] VERB ...
 
 VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
 NEEDS_NAMES = ("start", "stop", "restart", "signal", "wait")
+CONNECT_TIMEOUT = 5.0  # seconds to get into svtree's listen queue and send the request
 MAX_TIMEOUT = 1e8  # seconds (three years): more is "forever", which is no --timeout
 
 
@@ -103,11 +105,29 @@ def parse(argv: "list[str]") -> dict:
     return {"request": req, **opts}
 
 
+def _connect(s: socket.socket, path: str) -> None:
+    """connect(2) with a deadline. A unix socket whose listen queue is full fails a
+    non-blocking connect with EAGAIN at once (it has no EINPROGRESS), and a socket with
+    a timeout is non-blocking underneath: so a busy svtree would read as a dead one.
+    Try again until the deadline instead."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    pause = 0.005
+    while True:
+        try:
+            s.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def request(path: str, req: dict, timeout: "float | None") -> dict:
     """Send one request, read one reply. Raises OSError when svtree cannot be reached."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5.0)
-        s.connect(path)
+        s.settimeout(CONNECT_TIMEOUT)
+        _connect(s, path)
         s.sendall(wire.encode_line(req))
         s.settimeout(timeout)
         buf = b""
