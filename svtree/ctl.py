@@ -128,11 +128,19 @@ def request(path: str, req: dict, timeout: "float | None") -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(CONNECT_TIMEOUT)
         _connect(s, path)
-        s.sendall(wire.encode_line(req))
+        try:
+            s.sendall(wire.encode_line(req))
+        except (BrokenPipeError, ConnectionResetError):
+            # svtree may answer before reading (a refused uid, too many clients) and
+            # hang up: its answer is already queued here, so read it before giving up.
+            pass
         s.settimeout(timeout)
         buf = b""
         while b"\n" not in buf:
-            data = s.recv(65536)
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                break  # it hung up on a request it did not read; whatever it said is in buf
             if not data:
                 break
             buf += data
