@@ -9,6 +9,7 @@ or is dropped; none can block the loop, so supervision never waits on a client.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import stat
@@ -20,6 +21,30 @@ from svtree.signames import parse_signal, signal_name
 
 REQUEST_DEADLINE = 5.0  # seconds a client has to send one whole request
 MAX_CLIENTS = 256
+MAX_TIMEOUT = 1e8  # seconds; the selector cannot take much more (and inf kills it)
+VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
+
+
+class BadRequest(Exception):
+    """A request whose fields have the wrong type or value; `usage` marks a usage error."""
+
+    def __init__(self, message: str, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def request_timeout(req: dict) -> "float | None":
+    """The request's `timeout` in seconds, or None; BadRequest unless finite and in range."""
+    value = req.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise BadRequest(f"timeout must be a number of seconds, not {value!r}", usage=True)
+    if value > MAX_TIMEOUT:
+        raise BadRequest(f"timeout must be at most {MAX_TIMEOUT:g} s (leave it out to wait forever)",
+                         usage=True)
+    return float(value)
 
 
 def status_row(svc, now: float) -> dict:
@@ -93,21 +118,34 @@ class Client:
                 self.reply({"ok": False, "error": f"request larger than {wire.MAX_REQUEST} bytes"})
             return
         line = self.buf.split(b"\n", 1)[0]
+        self.buf = b""
         self.server.core.loop.remove_reader(self.sock)
         self.timer.cancel()
         if len(line) > wire.MAX_REQUEST:
             self.reply({"ok": False, "error": f"request larger than {wire.MAX_REQUEST} bytes"})
             return
         try:
+            self.serve(line)
+        except Exception as e:
+            # The reader is off and the deadline cancelled: without this reply the
+            # connection would stay open for ever (one fd leaked per bad request).
+            self.server.core.log.warning("control_error", error=repr(e), pid=self.pid)
+            self.reply({"ok": False, "error": f"internal error: {e!r}"})
+
+    def serve(self, line: bytes) -> None:
+        try:
             req = wire.decode(line)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." nested deep
             self.reply({"ok": False, "error": f"malformed request: {e}"})
             return
-        if req.get("v") != wire.PROTOCOL:
-            self.reply({"ok": False, "error": f"protocol {req.get('v')} not spoken here "
+        if req.get("v") != wire.PROTOCOL or isinstance(req.get("v"), bool):
+            self.reply({"ok": False, "error": f"protocol {req.get('v')!r} not spoken here "
                                               f"(svtree speaks {wire.PROTOCOL})"})
             return
-        self.server.handle(self, req)
+        try:
+            self.server.handle(self, req)
+        except BadRequest as e:
+            self.reply({"ok": False, "error": str(e), **({"usage": True} if e.usage else {})})
 
     def reply(self, obj: dict) -> None:
         if self.done:
@@ -222,21 +260,21 @@ class Server:
     # --- verbs --------------------------------------------------------------------------
 
     def handle(self, client: Client, req: dict) -> None:
+        """Check the fields every verb shares, then run the verb. Wrong types raise
+        BadRequest (answered as an error by the client's `serve`)."""
         verb = req.get("verb")
-        names = req.get("names") or []
+        if not isinstance(verb, str) or verb not in VERBS:
+            raise BadRequest(f"unknown verb {verb!r}", usage=True)
+        names = req.get("names")
+        if names is None:
+            names = []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            client.reply({"ok": False, "error": "names must be a list of strings"})
-            return
-        core = self.core
-        unknown = [n for n in names if n not in core.services]
+            raise BadRequest("names must be a list of strings", usage=True)
+        unknown = [n for n in names if n not in self.core.services]
         if unknown and verb not in ("reload", "check", "shutdown"):
             client.reply({"ok": False, "error": f'no service named "{unknown[0]}"'})
             return
-        fn = getattr(self, f"verb_{verb}", None) if isinstance(verb, str) else None
-        if fn is None:
-            client.reply({"ok": False, "error": f"unknown verb {verb!r}"})
-            return
-        fn(client, req, names)
+        getattr(self, f"verb_{verb}")(client, req, names)
 
     def verb_status(self, client, req, names) -> None:
         now = time.monotonic()
@@ -245,6 +283,7 @@ class Server:
 
     def _change(self, client, req, names, action, until) -> None:
         core = self.core
+        timeout = request_timeout(req)
         if core.shutting_down:
             client.reply({"ok": False, "error": "svtree is shutting down"})
             return
@@ -263,7 +302,7 @@ class Server:
                     return verdict
             return True
 
-        self.add_waiter(client, settled, req.get("timeout"))
+        self.add_waiter(client, settled, timeout)
 
     def verb_start(self, client, req, names) -> None:
         def until(svc, restarts, pid):
@@ -286,11 +325,13 @@ class Server:
         self._change(client, req, names, self.core.restart, until)
 
     def verb_signal(self, client, req, names) -> None:
+        value = req.get("signal", "")
+        if not isinstance(value, (str, int)):
+            raise BadRequest(f"signal must be a name or a number, not {value!r}", usage=True)
         try:
-            sig = parse_signal(req.get("signal", ""))
+            sig = parse_signal(value)
         except ValueError as e:
-            client.reply({"ok": False, "error": str(e), "usage": True})
-            return
+            raise BadRequest(str(e), usage=True) from None
         missing = [n for n in names if not self.core.services[n].report.get("pid")]
         for n in names:
             self.core.signal_service(self.core.services[n], sig)
@@ -301,16 +342,16 @@ class Server:
 
     def verb_wait(self, client, req, names) -> None:
         mode = req.get("mode")
-        if mode not in WAIT_STATES:
-            client.reply({"ok": False, "error": "wait needs --up, --ready or --down", "usage": True})
-            return
+        if not isinstance(mode, str) or mode not in WAIT_STATES:
+            raise BadRequest("wait needs --up, --ready or --down", usage=True)
+        timeout = request_timeout(req)
         states = WAIT_STATES[mode]
         core = self.core
 
         def settled():
             return all(core.services[n].state in states for n in names if n in core.services)
 
-        self.add_waiter(client, settled, req.get("timeout"))
+        self.add_waiter(client, settled, timeout)
 
     def verb_check(self, client, req, names) -> None:
         problem = check_problem(self.core)
@@ -340,7 +381,7 @@ class Server:
             return
         entry = (client, settled, None)
         self.waiters.append(entry)
-        if isinstance(timeout, (int, float)) and timeout >= 0:
+        if timeout is not None:
             def expire():
                 if not client.done:
                     client.reply({"ok": False, "error": f"timed out after {timeout:g} s", "timeout": True})
