@@ -287,8 +287,9 @@ class Server:
         if core.shutting_down:
             client.reply({"ok": False, "error": "svtree is shutting down"})
             return
-        before = {n: core.services[n].report.get("restarts", 0) for n in names}
-        pids = {n: core.services[n].report.get("pid") for n in names}
+        # Every report is a new dict: while a service's report is the one it had when the
+        # request came in, nothing has happened yet, and a `failed` there is old news.
+        reports = {n: core.services[n].report for n in names}
         for n in names:
             action(core.services[n])
         if not req.get("wait"):
@@ -297,7 +298,10 @@ class Server:
 
         def settled() -> "bool | str":
             for n in names:
-                verdict = until(core.services[n], before[n], pids[n])
+                svc = core.services.get(n)
+                if svc is None:
+                    continue  # removed by a reload meanwhile
+                verdict = until(svc, reports[n], svc.report is not reports[n])
                 if verdict is not True:
                     return verdict
             return True
@@ -305,22 +309,27 @@ class Server:
         self.add_waiter(client, settled, timeout)
 
     def verb_start(self, client, req, names) -> None:
-        def until(svc, restarts, pid):
-            if svc.state == "failed" or (svc.report.get("gave_up") and svc.want.value == "down"):
+        def until(svc, before, news):
+            if svc.state in ("ready", "done"):
+                return True
+            if news and (svc.state == "failed" or (svc.report.get("gave_up") and svc.want.value == "down")):
                 return f"{svc.name} failed"
-            return svc.state in ("ready", "done")
+            return False
         self._change(client, req, names, self.core.want_up, until)
 
     def verb_stop(self, client, req, names) -> None:
         self._change(client, req, names, self.core.want_down,
-                     lambda svc, r, p: svc.state in ("down", "failed"))
+                     lambda svc, before, news: svc.state in ("down", "failed"))
 
     def verb_restart(self, client, req, names) -> None:
-        def until(svc, restarts, pid):
+        def until(svc, before, news):
+            if not news:
+                return False
             if svc.state == "failed":
                 return f"{svc.name} failed"
-            new_pid = svc.report.get("pid")
-            moved = svc.report.get("restarts", 0) > restarts or (new_pid and new_pid != pid)
+            pid = svc.report.get("pid")
+            moved = svc.report.get("restarts", 0) > before.get("restarts", 0) \
+                or (pid and pid != before.get("pid"))
             return bool(moved) and svc.state in ("ready", "done")
         self._change(client, req, names, self.core.restart, until)
 
