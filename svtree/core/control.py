@@ -177,18 +177,39 @@ class Server:
         self.path = path
         self.clients: "set[Client]" = set()
         self.waiters: "list[tuple[Client, callable, float | None]]" = []
-        self.lsock = self._listen(path)
+        self.lsock = self._listen(path, core.log)
         core.loop.add_reader(self.lsock, self.accept)
         core.state_listeners.append(self.check_waiters)
         core.on_exit_hooks.append(self.on_exit)
 
     @staticmethod
-    def _listen(path: str) -> socket.socket:
+    def _listen(path: str, log) -> socket.socket:
         directory = os.path.dirname(path) or "."
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        name = os.path.basename(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700, exist_ok=True)
         st = os.stat(directory)
-        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
-            os.chmod(directory, 0o700)
+        mode = stat.S_IMODE(st.st_mode)
+        if mode != 0o700:
+            # Make the directory private only when it is ours: owned by us, not a shared
+            # sticky directory, and holding nothing but (a stale copy of) our socket.
+            # `--socket /tmp/x.sock` or a socket beside other files must not take the
+            # directory away from everyone else; the socket itself is still 0600 and
+            # peers are still checked.
+            ours = st.st_uid == os.getuid() and not mode & stat.S_ISVTX \
+                and set(os.listdir(directory)) <= {name}
+            if ours:
+                os.chmod(directory, 0o700)
+            else:
+                log.warning("control_socket_dir_shared", directory=directory, mode=oct(mode),
+                            note="left as it is; the socket is 0600")
+        try:
+            existing = os.lstat(path)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not stat.S_ISSOCK(existing.st_mode):
+            # Never unlink what is not a socket: --socket pointing at a file by mistake.
+            raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)
