@@ -97,6 +97,7 @@ class Client:
         self.pid = pid
         self.buf = b""
         self.done = False
+        self.reading = True  # its request is not complete yet
         self.timer = server.core.loop.call_later(REQUEST_DEADLINE, self.expire)
 
     def expire(self) -> None:
@@ -119,6 +120,7 @@ class Client:
             return
         line = self.buf.split(b"\n", 1)[0]
         self.buf = b""
+        self.reading = False
         self.server.core.loop.remove_reader(self.sock)
         self.timer.cancel()
         if len(line) > wire.MAX_REQUEST:
@@ -162,6 +164,7 @@ class Client:
 
     def close(self) -> None:
         self.done = True
+        self.reading = False
         self.timer.cancel()
         self.server.core.loop.remove_reader(self.sock)
         self.server.forget(self)
@@ -175,7 +178,7 @@ class Server:
     def __init__(self, core, path: str) -> None:
         self.core = core
         self.path = path
-        self.clients: "set[Client]" = set()
+        self.clients: "dict[Client, None]" = {}  # an ordered set: oldest first
         self.waiters: "list[tuple[Client, callable, float | None]]" = []
         self.lsock = self._listen(path, core.log)
         core.loop.add_reader(self.lsock, self.accept)
@@ -230,7 +233,7 @@ class Server:
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        lsock.listen(64)
+        lsock.listen(MAX_CLIENTS)
         lsock.setblocking(False)
         return lsock
 
@@ -267,15 +270,32 @@ class Server:
                     pass
                 sock.close()
                 continue
-            if len(self.clients) >= MAX_CLIENTS:
+            if len(self.clients) >= MAX_CLIENTS and not self._evict_a_slow_client():
+                # Every slot holds a legitimate wait: tell the newcomer instead of
+                # hanging up on it without a word.
+                try:
+                    sock.send(wire.encode_line({"ok": False, "error": f"too many clients ({MAX_CLIENTS})"}),
+                              socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+                except OSError:
+                    pass
                 sock.close()
                 continue
             client = Client(self, sock, uid, pid)
-            self.clients.add(client)
+            self.clients[client] = None
             self.core.loop.add_reader(sock, client.on_readable)
 
+    def _evict_a_slow_client(self) -> bool:
+        """Full: the oldest client still sending its request makes room. Otherwise
+        clients that connect and send nothing would lock everyone out until their
+        deadline, over and over."""
+        for client in self.clients:
+            if client.reading:
+                client.reply({"ok": False, "error": "dropped: too many clients still sending a request"})
+                return True
+        return False
+
     def forget(self, client: Client) -> None:
-        self.clients.discard(client)
+        self.clients.pop(client, None)
         self.waiters = [w for w in self.waiters if w[0] is not client]
 
     # --- verbs --------------------------------------------------------------------------
