@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import select
 import socket
 import stat
 import struct
@@ -22,6 +23,7 @@ from svtree.signames import parse_signal, signal_name
 REQUEST_DEADLINE = 5.0  # seconds a client has to send one whole request
 MAX_CLIENTS = 256
 MAX_TIMEOUT = 1e8  # seconds; the selector cannot take much more (and inf kills it)
+EXIT_GRACE = 2.0  # seconds PID 1 waits at exit for `shutdown --wait` clients to finish
 VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
 
 
@@ -459,8 +461,40 @@ class Server:
                 client.reply({"ok": True} if verdict is True else {"ok": False, "error": verdict})
 
     def on_exit(self) -> None:
+        spared = []
         for client, _, _ in list(self.waiters):
             client.reply({"ok": True, "exiting": True})
+            if client.pid:
+                spared.append(client.pid)
+        if self.core.is_pid1 and spared:
+            self._let_finish(spared)
+
+    def _let_finish(self, pids: "list[int]") -> None:
+        """When PID 1 exits the kernel kills everything left in its namespace, so a
+        `shutdown --wait` client in the container (`docker exec ... ctl shutdown --wait`)
+        would die before it reads its answer. Wait, a little, for those to exit."""
+        fds = []
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except OSError:
+                pass  # already gone (or no pidfd: then it takes its chance)
+        deadline = time.monotonic() + EXIT_GRACE
+        try:
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            left = len(fds)
+            while left:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+                for fd, _ in poller.poll(wait * 1000):
+                    poller.unregister(fd)
+                    left -= 1
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 def start(core, socket_path: "str | None"):
