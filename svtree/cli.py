@@ -117,9 +117,9 @@ def _choose_s6_overlay(args, command: str) -> "int | None":
     if root is None and not args.plan:
         root = automatic_root(args.dir)
         if root is not None:
-            sys.stderr.write(f"{command}: no tree given and /etc has s6-overlay's services.d and "
-                             "cont-init.d: running the s6-overlay v2 layout of / (give --dir "
-                             "/etc/services.d for a plain tree)\n")
+            sys.stderr.write(f"{command}: no tree given and {os.path.join(root, 'etc')} has s6-overlay's "
+                             f"services.d and cont-init.d: running the s6-overlay v2 layout of {root} "
+                             f"(give --dir {os.path.join(root, SERVICES_DIR)} for a plain tree)\n")
     if root is None:
         return None
     if not os.path.isdir(os.path.join(root, SERVICES_DIR)):

@@ -188,3 +188,27 @@ def test_run_refuses_a_root_without_services_d(scratch, capsys):  # noqa: F811
     assert cli.main(["run", "--s6-overlay", scratch]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"svtree run: --s6-overlay {scratch}: no directory ")
+
+
+def test_compile_without_a_tree_chooses_the_layout_by_itself(scratch, monkeypatch, capsys):  # noqa: F811
+    root = v2(os.path.join(scratch, "root"))
+    monkeypatch.chdir(scratch)
+    monkeypatch.delenv("SVTREE_DIR", raising=False)
+    # As if / were ROOT: automatic_root() only ever looks at / in svtree itself.
+    monkeypatch.setattr("svtree.compiler.s6overlay.automatic_root", lambda explicit: root)
+    assert cli.main(["compile"]) == 0
+    assert capsys.readouterr().out.startswith(f"s6-overlay v2 tree of {root}: 7 services")
+
+
+def test_run_without_a_tree_chooses_the_layout_and_says_so(scratch, monkeypatch, capsys):  # noqa: F811
+    import argparse
+
+    root = v2(os.path.join(scratch, "root"))
+    monkeypatch.setattr("svtree.compiler.s6overlay.automatic_root", lambda explicit: root)
+    args = argparse.Namespace(dir=None, plan=None, s6_overlay=None)
+    assert cli._choose_s6_overlay(args, "svtree run") is None
+    assert args.dir == os.path.join(root, "etc", "services.d") and s6_overlay_root(args.dir) == root
+    assert f"running the s6-overlay v2 layout of {root} (give --dir {args.dir} for a plain tree)" \
+        in capsys.readouterr().err
+    plain = argparse.Namespace(dir=None, plan="plan.json", s6_overlay=None)
+    assert cli._choose_s6_overlay(plain, "svtree run") is None and plain.dir is None
