@@ -18,7 +18,7 @@ from svtree import osutil
 from svtree.plan import diff
 
 QUIET = 0.15  # a burst of edits ends after this long without a change
-MAX_WAIT = 1.0  # ... or this long after its first change, whatever comes first
+MAX_WAIT = 2.0  # ... or this long after its first change, whatever comes first
 WATCHER_RESTART_DELAY = 1.0
 
 

@@ -196,7 +196,9 @@ def test_reaps_2000_orphans(tree, run_svtree):
     sv = run_svtree()
     sv.wait_state("ready", "orphans", timeout=60)
     wait_for(lambda: len(sv.ns_pids()) <= 8, timeout=20, what="the orphans to exit")
-    assert zombies(sv.ns_pids()) == []
+    # A zombie may exist for the instant between its exit and the next reap pass; one
+    # that lasts is a bug.
+    wait_for(lambda: zombies(sv.ns_pids()) == [], timeout=2, what="every zombie reaped")
     assert sv.stop() == 0
 
 
