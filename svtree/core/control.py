@@ -355,7 +355,7 @@ class Server:
         def until(svc, before, news):
             if svc.state in ("ready", "done"):
                 return True
-            if news and (svc.state == "failed" or (svc.report.get("gave_up") and svc.want.value == "down")):
+            if news and (svc.state == "failed" or (svc.report.get("gave_up") and svc.state == "down")):
                 return f"{svc.name} failed"
             return False
         self._change(client, req, names, self.core.want_up, until)

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import selectors
 import signal
 import socket
 import time
 from typing import Callable
+
+
+MAX_WAIT = 86400.0  # seconds: the longest single wait (far below epoll's ~24.8 days)
 
 
 class Timer:
@@ -80,6 +84,8 @@ class Loop:
             pass
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        if not math.isfinite(when):
+            raise ValueError(f"a deadline must be finite, not {when}")
         timer = Timer(when, callback)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
         return timer
@@ -98,10 +104,14 @@ class Loop:
             heapq.heappop(self._heap)
         timeout = None
         if self._heap:
-            timeout = max(0.0, self._heap[0][0] - time.monotonic())
+            # epoll takes at most 2**31-1 ms: a far deadline is simply re-checked later.
+            timeout = min(max(0.0, self._heap[0][0] - time.monotonic()), MAX_WAIT)
         try:
             ready = self.sel.select(timeout)
         except InterruptedError:
+            ready = []
+        except (OSError, ValueError, OverflowError) as e:  # never let the core die here
+            self.on_error("select", e)
             ready = []
         for key, _ in ready:
             self._guard(f"fd {key.fd}", key.data)

@@ -218,7 +218,8 @@ class Core:
         if old.get("pid") and msg.get("pid") is None:
             self.drain_output(svc)
         if msg.get("gave_up") and not old.get("gave_up"):
-            svc.want = Want.DOWN
+            # `want` stays what was asked for: a service that ended on its own is still
+            # wanted up, so `ctl check` reports it (SPEC: only `down` and `ctl stop` exempt).
             if svc.spec.critical and not self.shutting_down:
                 self.failed = True
                 self.begin_shutdown(f"critical service {svc.name} ended")
