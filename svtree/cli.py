@@ -108,11 +108,11 @@ def _seconds(text: str) -> float:
 
 
 def _choose_s6_overlay(args, command: str) -> "int | None":
-    """--s6-overlay ROOT, or the automatic choice of ROOT=/ (see HELP): point args.dir at
-    the DIR that stands for that layout. Returns an exit code when ROOT is unusable."""
-    from svtree.compiler.build import use_s6_overlay
+    """--s6-overlay ROOT, or the automatic choice of ROOT=/ (see HELP): set args.s6_root
+    to ROOT (absolute), else to None. Returns an exit code when ROOT is unusable."""
     from svtree.compiler.s6overlay import SERVICES_DIR, automatic_root
 
+    args.s6_root = None
     root = args.s6_overlay
     if root is None and not args.plan:
         root = automatic_root(args.dir)
@@ -126,7 +126,7 @@ def _choose_s6_overlay(args, command: str) -> "int | None":
         sys.stderr.write(f"{command}: --s6-overlay {root}: no directory {os.path.join(root, SERVICES_DIR)}"
                          " (ROOT is the directory that holds etc/services.d, / in an image)\n")
         return 2
-    args.dir = use_s6_overlay(root)
+    args.s6_root = os.path.abspath(root)
     return None
 
 

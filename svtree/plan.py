@@ -8,12 +8,14 @@ service.toml: a reload is compile, then `diff(old, new)` by content digest, then
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 
 from svtree import __version__
 from svtree.errors import PlanFileError
 
 PLAN_FORMAT = 1
+LAYOUTS = ("tree", "s6-overlay")
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,28 @@ class GlobalSettings:
 
 @dataclass(frozen=True)
 class Plan:
-    source: str  # absolute path of the tree directory
+    source: str  # absolute path of the tree directory (ROOT/etc/services.d for s6-overlay)
     services: "tuple[ServiceSpec, ...]"  # sorted by name
     levels: "tuple[tuple[str, ...], ...]"  # start order: each level depends only on earlier ones
     settings: GlobalSettings = field(default_factory=GlobalSettings)
     source_digest: str = ""  # digest over the whole tree, to refuse stale plan files
+    # Which layout the plan was compiled from, so that a reload or a plan file's staleness
+    # check compiles the same one again (compiler.recompile): "tree" (source is DIR) or
+    # "s6-overlay" (root is ROOT, whose etc/cont-init.d and etc/cont-finish.d hold scripts).
+    layout: str = "tree"
+    root: str = ""
+
+    def watch_paths(self) -> "tuple[str, ...]":
+        """The directories whose changes may change this plan: what the watcher watches.
+
+        The cont-*.d directories of an s6-overlay tree only when they exist (a watch on a
+        missing directory fails); the tree's own directory always.
+        """
+        if self.layout != "s6-overlay":
+            return (self.source,)
+        etc = os.path.join(self.root, "etc")
+        scripts = (os.path.join(etc, "cont-init.d"), os.path.join(etc, "cont-finish.d"))
+        return (self.source, *(d for d in scripts if os.path.isdir(d)))
 
     def by_name(self) -> "dict[str, ServiceSpec]":
         return {s.name: s for s in self.services}
@@ -110,6 +129,8 @@ def to_dict(plan: Plan) -> dict:
         "svtree": __version__,
         "source": plan.source,
         "source_digest": plan.source_digest,
+        "layout": plan.layout,
+        "root": plan.root,
         "settings": asdict(plan.settings),
         "levels": [list(level) for level in plan.levels],
         "services": [asdict(s) for s in plan.services],
@@ -130,12 +151,20 @@ def from_dict(data: dict) -> Plan:
         if unknown:
             raise PlanFileError(f"unknown service field(s) {sorted(unknown)}")
         services.append(ServiceSpec(**{k: _tuplify(v) for k, v in raw.items()}))
+    # Absent in plan files of earlier versions, which knew only plain trees.
+    layout, root = data.get("layout", "tree"), data.get("root", "")
+    if layout not in LAYOUTS:
+        raise PlanFileError(f"unknown layout {layout!r} (svtree knows {', '.join(LAYOUTS)})")
+    if layout == "s6-overlay" and not root:
+        raise PlanFileError("an s6-overlay plan without its root")
     return Plan(
         source=data["source"],
         services=tuple(services),
         levels=tuple(tuple(level) for level in data["levels"]),
         settings=GlobalSettings(**data["settings"]),
         source_digest=data.get("source_digest", ""),
+        layout=layout,
+        root=root,
     )
 
 
@@ -158,5 +187,5 @@ def load(text: str, origin: str = "plan file") -> Plan:
         )
     try:
         return from_dict(data)
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, PlanFileError) as e:
         raise PlanFileError(f"{origin}: damaged plan file ({e}): compile it again") from None

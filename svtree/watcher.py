@@ -1,10 +1,13 @@
 """The file watcher: its own small process, so the forking core stays single-threaded.
 
 watchfiles runs a thread and wakes every `step` ms; here that costs nothing to the core.
-It writes `ready` once its watches are set, then one line `changed` to stdout (a pipe to the core) for each batch of changes
-under DIR; the core coalesces bursts and reloads. It exits when the core goes away.
+It writes `ready` once its watches are set, then one line `changed` to stdout (a pipe to
+the core) for each batch of changes under any of its directories; the core coalesces
+bursts and reloads. It exits when the core goes away.
 
-Run as `python -m svtree.watcher DIR` by the core (never imported by it).
+Run as `python -m svtree.watcher DIR [DIR...]` by the core (never imported by it), with the
+plan's watch_paths(): DIR, and for the s6-overlay layout ROOT/etc/cont-init.d and
+ROOT/etc/cont-finish.d too.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ def relevant(path: str) -> bool:
 
 
 def main(argv: "list[str]") -> int:
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m svtree.watcher DIR\n")
+    if not argv:
+        sys.stderr.write("usage: python -m svtree.watcher DIR [DIR...]\n")
         return 2
-    directory = argv[0]
+    directories = list(argv)
     try:
         import ctypes
 
@@ -50,14 +53,14 @@ def main(argv: "list[str]") -> int:
         # between its boot and this moment.
         from watchfiles._rust_notify import RustNotify
 
-        notify = RustNotify([directory], False, False, 300, True, False)
+        notify = RustNotify(directories, False, False, 300, True, False)
     except (ImportError, TypeError):
         notify = None
     if notify is None:  # another watchfiles API: the public generator, ready at once
         from watchfiles import watch
 
         os.write(1, b"ready\n")
-        for _ in watch(directory, watch_filter=lambda change, path: relevant(path),
+        for _ in watch(*directories, watch_filter=lambda change, path: relevant(path),
                        debounce=DEBOUNCE_MS, step=STEP_MS, rust_timeout=0, raise_interrupt=False):
             os.write(1, b"changed\n")
         return 0

@@ -182,49 +182,33 @@ class _Compiler:
         return origin
 
 
-# s6-overlay v2 trees compiled in this process, by the DIR that stands for them
-# (ROOT/etc/services.d) -> ROOT. The core recompiles a running tree from its plan's source
-# path alone (core/reload.py calls compile_tree(plan.source)), so the layout is remembered
-# here for the life of the process; see use_s6_overlay().
-_S6_OVERLAY_ROOTS: "dict[str, str]" = {}
-
-
-def use_s6_overlay(root: str) -> str:
-    """From now on compile ROOT with the s6-overlay v2 layout (see s6overlay.py).
-
-    Returns the DIR that stands for it, ROOT/etc/services.d: the plan's source, the
-    directory the watcher watches and where svtree.toml is read.
-    """
-    root = os.path.abspath(root)
-    directory = os.path.join(root, "etc", "services.d")
-    _S6_OVERLAY_ROOTS[directory] = root
-    return directory
-
-
-def s6_overlay_root(directory: str) -> "str | None":
-    """ROOT when DIR stands for an s6-overlay v2 tree chosen by use_s6_overlay(), else None."""
-    return _S6_OVERLAY_ROOTS.get(os.path.abspath(directory))
-
-
 def compile_tree(directory: str) -> Plan:
-    """Compile the tree at `directory` into a Plan (the s6-overlay v2 layout of ROOT when
-    `directory` is the DIR use_s6_overlay(ROOT) returned).
+    """Compile the tree at `directory` into a Plan.
 
     Raises NoTreeError when the directory is missing, CompileError with every problem found
     when the tree is invalid.
     """
     directory = os.path.abspath(directory)
-    root = s6_overlay_root(directory)
-    if root is not None:
-        from svtree.compiler.s6overlay import compile_s6_overlay
-
-        return compile_s6_overlay(root)
     found = discover(directory)
     compiler = _Compiler(directory)
     compiler.problems += found.problems
     settings, global_bytes = compiler.read_global(found.global_file)
     read = {name: compiler.read_service(name) for name in found.names}
     return assemble(compiler, read, settings, global_bytes)
+
+
+def recompile(plan: Plan) -> Plan:
+    """Compile again what `plan` was compiled from, in the same layout: a reload, and the
+    staleness check of a plan file, compare the result with `plan`. The layout is the
+    plan's own (plan files record it), never guessed from its paths.
+    """
+    if plan.layout == "s6-overlay":
+        from svtree.compiler.s6overlay import compile_s6_overlay  # it imports this module
+
+        return compile_s6_overlay(plan.root)
+    if plan.layout != "tree":
+        raise ValueError(f"unknown plan layout {plan.layout!r}")
+    return compile_tree(plan.source)
 
 
 def assemble(compiler: _Compiler, read: "dict[str, _Read]", settings: GlobalSettings,

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from svtree.compiler.build import compile_tree, find_tree_dir, s6_overlay_root, use_s6_overlay
+from svtree.compiler.build import compile_tree, find_tree_dir
 from svtree.compiler.discover import NoTreeError
 from svtree.compiler.settings import GLOBAL_SETTINGS, SERVICE_SETTINGS, toml_literal
 from svtree.compiler.shutdown import describe_budget, worst_case_shutdown
@@ -45,8 +45,7 @@ def describe_service(spec: ServiceSpec) -> str:
 
 def render_plan(plan: Plan) -> str:
     """The plan as people read it: settings, then services level by level, then the start order."""
-    root = s6_overlay_root(plan.source)
-    what = f"s6-overlay v2 tree of {root}" if root is not None else f"tree {plan.source}"
+    what = f"s6-overlay v2 tree of {plan.root}" if plan.layout == "s6-overlay" else f"tree {plan.source}"
     lines = [f"{what}: {plural(len(plan.services), 'service')} "
              f"in {plural(len(plan.levels), 'start level')}"]
     changed = [f"{s.name} = {s.show(getattr(plan.settings, s.field))}"
@@ -90,24 +89,24 @@ def compile_command(directory: "str | None", output: "str | None", as_json: bool
     the tree is valid and the grace time is the orchestrator's to raise.
     `s6_overlay` is ROOT, for the s6-overlay v2 layout (DIR must then be None).
     """
-    if s6_overlay is not None:
-        tree = use_s6_overlay(s6_overlay)
-    else:
-        from svtree.compiler.s6overlay import automatic_root
+    from svtree.compiler.s6overlay import SERVICES_DIR, automatic_root, compile_s6_overlay
 
-        root = automatic_root(directory)
-        tree = use_s6_overlay(root) if root is not None else find_tree_dir(directory)
+    root = s6_overlay if s6_overlay is not None else automatic_root(directory)
+    if root is not None:
+        root = os.path.abspath(root)
+        tree = os.path.join(root, SERVICES_DIR)
+    else:
+        tree = find_tree_dir(directory)
     try:
-        plan = compile_tree(tree)
+        plan = compile_s6_overlay(root) if root is not None else compile_tree(tree)
     except NoTreeError as e:
-        hint = ("ROOT needs etc/services.d" if s6_overlay_root(tree) is not None
+        hint = ("ROOT needs etc/services.d" if root is not None
                 else "give DIR, set $SVTREE_DIR, or create ./services.d")
         sys.stderr.write(f"{COMMAND}: no tree at {display_path(tree)}: {e.reason} ({hint})\n")
         return FAILURE
     except CompileError as e:
         for problem in e.problems:
             sys.stderr.write(problem.render() + "\n")
-        root = s6_overlay_root(tree)
         where = f"the s6-overlay v2 tree of {root}" if root is not None else display_path(tree)
         sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {where}\n")
         return FAILURE

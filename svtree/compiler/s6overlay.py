@@ -93,7 +93,8 @@ def _scripts(compiler: _Compiler, directory: str, prefix: str) -> "list[tuple[st
 def compile_s6_overlay(root: str) -> Plan:
     """Compile the s6-overlay v2 layout of ROOT into one plan (see the module docstring).
 
-    The plan's source is ROOT/etc/services.d; svtree.toml is read there.
+    The plan's source is ROOT/etc/services.d; svtree.toml is read there. Its layout and
+    root say where it came from, so that recompile(plan) compiles this layout again.
     """
     root = os.path.abspath(root)
     services_dir = os.path.join(root, SERVICES_DIR)
@@ -138,6 +139,7 @@ def compile_s6_overlay(root: str) -> Plan:
         extra = tuple(sorted(set(r.spec.depends_on) | set(last_init) | set(first_finish)))
         read[name] = _Read(replace(r.spec, depends_on=extra), r.origins)
 
-    return assemble(compiler, read, settings, global_bytes,
+    plan = assemble(compiler, read, settings, global_bytes,
                     files_of=lambda spec: (script_digest(scripts[spec.name]) if spec.name in scripts
                                            else files_digest(spec.path)))
+    return replace(plan, layout="s6-overlay", root=root)

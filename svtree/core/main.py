@@ -18,6 +18,11 @@ def _load_plan(args):
     try:
         if args.plan:
             return load_plan_file(args.plan), None
+        root = getattr(args, "s6_root", None)  # cli.py checked ROOT/etc/services.d exists
+        if root:
+            from svtree.compiler.s6overlay import compile_s6_overlay
+
+            return compile_s6_overlay(root), None
         directory = find_tree_dir(args.dir)
         if not os.path.isdir(directory):
             sys.stderr.write(f"svtree run: no tree at {display_path(directory)} "

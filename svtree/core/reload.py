@@ -1,6 +1,7 @@
 """Reload: compile the tree again, diff by content digest, apply only the difference.
 
-Triggers: the watcher process (changes under DIR, bursts coalesced by a quiet period),
+Triggers: the watcher process (changes under the plan's watch_paths(): DIR, and for the
+s6-overlay layout its cont-init.d and cont-finish.d; bursts coalesced by a quiet period),
 SIGHUP, and `svtree ctl reload`. An invalid tree changes nothing. A reload that arrives
 while another is still being applied (its services still stopping) waits and is merged
 with any other that arrives meanwhile; during shutdown reloads are ignored.
@@ -33,6 +34,8 @@ class Reloader:
         self.burst_started: "float | None" = None
         self.watcher_pid: "int | None" = None
         self.watcher_fd: "int | None" = None
+        self.watched: "tuple[str, ...]" = ()  # the running watcher's directories
+        self.rewatching = False  # the watcher was stopped to watch other directories
         core.reload = self.request
         core.retired_listeners.append(self._maybe_run_queued)
 
@@ -41,10 +44,11 @@ class Reloader:
     def start_watcher(self) -> None:
         if not self.watch or self.core.shutting_down:
             return
+        paths = self.core.plan.watch_paths()
         r, w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
-            pid = osutil.spawn([sys.executable, "-m", "svtree.watcher", self.core.plan.source],
+            pid = osutil.spawn([sys.executable, "-m", "svtree.watcher", *paths],
                                cwd=None, env=dict(os.environ), fds={0: devnull, 1: w, 2: 2})
         except OSError as e:
             os.close(r)
@@ -55,7 +59,7 @@ class Reloader:
             os.close(w)
             os.close(devnull)
         os.set_blocking(r, False)
-        self.watcher_pid, self.watcher_fd = pid, r
+        self.watcher_pid, self.watcher_fd, self.watched = pid, r, paths
         self.core.other_children[pid] = self.on_watcher_exit
         self.core.loop.add_reader(r, self.on_watcher_output)
 
@@ -80,7 +84,10 @@ class Reloader:
             self.core.loop.remove_reader(self.watcher_fd)
             os.close(self.watcher_fd)
             self.watcher_fd = None
-        if not self.core.shutting_down:
+        if self.rewatching:
+            self.rewatching = False
+            self.start_watcher()  # its "ready" asks for a reload: nothing is missed meanwhile
+        elif not self.core.shutting_down:
             self.core.log.warning("watcher_died", status=status)
             self.core.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
 
@@ -88,8 +95,17 @@ class Reloader:
         if self.watcher_pid is not None:
             osutil.kill_quietly(self.watcher_pid, signal.SIGTERM)
 
+    def rewatch_if_moved(self) -> None:
+        """A cont-init.d or cont-finish.d that appeared or went away since the watcher
+        started: replace the watcher by one that watches what the plan needs now."""
+        if self.watcher_pid is None or self.rewatching or self.core.shutting_down:
+            return
+        if self.core.plan.watch_paths() != self.watched:
+            self.rewatching = True
+            self.stop_watcher()
+
     def changed(self) -> None:
-        """A change under DIR: wait for the burst to end, then reload once."""
+        """A change under a watched directory: wait for the burst to end, then reload once."""
         now = time.monotonic()
         if self.burst_started is None:
             self.burst_started = now
@@ -125,14 +141,14 @@ class Reloader:
             self.run()
 
     def run(self) -> None:
-        from svtree.compiler import compile_tree
+        from svtree.compiler import recompile
         from svtree.errors import CompileError
 
         core = self.core
         replies, self.replies = self.replies, []
         sources, self.sources = self.sources, []
         try:
-            new = compile_tree(core.plan.source)
+            new = recompile(core.plan)
         except CompileError as e:
             errors = [p.render() for p in e.problems]
             core.log.error("reload_rejected", trigger=",".join(sorted(set(sources))), errors=errors)
@@ -154,5 +170,6 @@ class Reloader:
             core.log.info("reload_applied", trigger=",".join(sorted(set(sources))),
                           added=list(d.added), removed=list(d.removed), changed=list(d.changed))
             core.apply_plan(new, d.added, d.removed, d.changed)
+        self.rewatch_if_moved()
         for reply in replies:
             reply(result)

@@ -7,12 +7,13 @@ once every service has stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
 import pytest
 
-from conftest import needs_pidns
+from conftest import needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(60)]
 
@@ -89,3 +90,59 @@ def test_with_contenv_scripts_are_refused_with_the_line_to_write(tree, run_svtre
     assert "cont-init.d/30-config:1:" in err and "with-contenv" in err
     assert "make line 1 #!/" in err and "/sh" in err
     assert tree.event_lines() == []  # nothing was started
+
+
+def pids(sv) -> "dict[str, int | None]":
+    return {n: r["pid"] for n, r in sv.status().items()}
+
+
+def reloads(sv) -> "list[dict]":
+    return [e for e in (json.loads(line) for line in sv.stderr().splitlines() if line.startswith("{"))
+            if e["event"] == "reload_applied"]
+
+
+def test_the_watcher_reloads_an_edited_cont_init_script_and_runs_it_again(tree, run_svtree):
+    root = v2_root(tree)
+    sv = run_svtree(args=["--log-format", "json"], watch=True, source=["--s6-overlay", root])
+    sv.wait_state("ready", "web", "worker")
+    before = pids(sv)
+    write(f"{root}/etc/cont-init.d/10-second", tree.sh("echo init 10-second edited >> $EVENTS\n"))
+    wait_for(lambda: ["init", "10-second", "edited"] in tree.event_lines(),
+             what="the edited cont-init script to run again")
+    sv.wait_state("ready", "cont-init.10-second")
+    assert [e["changed"] for e in reloads(sv)] == [["cont-init.10-second"]]
+    after = pids(sv)
+    assert (after["web"], after["worker"]) == (before["web"], before["worker"])
+    lines = [" ".join(words) for words in tree.event_lines()]
+    assert lines.count("init 00-first") == 1 and lines.count("init 9-last") == 1
+    assert lines[-1] == "init 10-second edited"
+    assert sv.stop() == 0
+
+
+def test_a_cont_finish_d_created_later_is_watched_from_the_next_reload(tree, run_svtree):
+    root = v2_root(tree)
+    os.rename(f"{root}/etc/cont-finish.d", f"{tree.root}/later")
+    sv = run_svtree(args=["--log-format", "json"], watch=True, source=["--s6-overlay", root])
+    sv.wait_state("ready", "web", "worker")
+    os.rename(f"{tree.root}/later", f"{root}/etc/cont-finish.d")  # outside what is watched
+    r = sv.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    assert "added: cont-finish.10-flush cont-finish.20-goodbye" in r.stdout, r.stdout
+    sv.wait_state("ready", "web", "worker")  # restarted: they now depend on cont-finish.10-flush
+    before = pids(sv)
+    # The reload replaced the watcher by one that watches cont-finish.d too.
+    write(f"{root}/etc/cont-finish.d/10-flush", tree.sh("echo cont-finish 10-flush edited >> $EVENTS\n"))
+    wait_for(lambda: len(reloads(sv)) == 2, what="the watcher to reload the edited cont-finish script")
+    assert reloads(sv)[1]["trigger"] == "watch" and reloads(sv)[1]["changed"] == ["cont-finish.10-flush"]
+    # As for any changed oneshot with a finish, the stop of the old one runs the script
+    # (already the new text: it is the same path) once now; README says so.
+    wait_for(lambda: ["cont-finish", "10-flush", "edited"] in tree.event_lines(),
+             what="the old cont-finish.10-flush to stop")
+    sv.wait_state("ready", "cont-finish.10-flush")
+    after = pids(sv)
+    assert (after["web"], after["worker"]) == (before["web"], before["worker"])
+    lines = [" ".join(words) for words in tree.event_lines()]
+    assert [line for line in lines if line.startswith("cont-finish")] == ["cont-finish 10-flush edited"]
+    assert sv.stop() == 0
+    lines = [" ".join(words) for words in tree.event_lines()]
+    assert lines[-2:] == ["cont-finish 10-flush edited", "cont-finish 20-goodbye"]

@@ -42,6 +42,59 @@ def test_load_plan_file_round_trip(scratch):
     assert load_plan_file(write_plan(scratch, plan)) == plan
 
 
+def make_s6_overlay_root(scratch) -> str:
+    root = os.path.join(scratch, "root")
+    write_file(os.path.join(root, "etc", "cont-init.d", "10-init"), "#!/bin/sh\necho init\n", 0o755)
+    write_file(os.path.join(root, "etc", "cont-finish.d", "10-bye"), "#!/bin/sh\necho bye\n", 0o755)
+    make_tree(os.path.join(root, "etc"), {"web": {}})
+    return root
+
+
+def test_plan_file_round_trip_keeps_layout_and_root(scratch):
+    from svtree.compiler.s6overlay import compile_s6_overlay
+
+    root = make_s6_overlay_root(scratch)
+    plan = compile_s6_overlay(root)
+    data = json.loads(dump(plan))
+    assert (data["layout"], data["root"]) == ("s6-overlay", root)
+    again = load(dump(plan))
+    assert again == plan and (again.layout, again.root) == ("s6-overlay", root)
+    assert load_plan_file(write_plan(scratch, plan)) == plan
+    tree = load(dump(compile_tree(make_tree(scratch, {"a": {}}))))
+    assert (tree.layout, tree.root) == ("tree", "")
+
+
+def test_plan_file_without_layout_is_a_tree(scratch):
+    plan = compile_tree(make_tree(scratch, {"a": {}}))
+    data = json.loads(dump(plan))
+    del data["layout"], data["root"]  # as written before plans recorded their layout
+    assert load(json.dumps(data)) == plan
+
+
+@pytest.mark.parametrize("layout, root", [("s6", "/"), ("s6-overlay", "")])
+def test_load_refuses_an_unknown_layout_or_a_missing_root(scratch, layout, root):
+    data = json.loads(dump(compile_tree(make_tree(scratch, {"a": {}}))))
+    data["layout"], data["root"] = layout, root
+    with pytest.raises(PlanFileError, match="file.json: damaged plan file"):
+        load(json.dumps(data), origin="file.json")
+
+
+def test_watch_paths(scratch):
+    root = make_s6_overlay_root(scratch)
+    etc = os.path.join(root, "etc")
+    services = (ServiceSpec(name="a", path="/t/a"),)
+    tree = Plan(source="/t", services=services, levels=(("a",),))
+    assert tree.watch_paths() == ("/t",)
+    s6 = Plan(source=os.path.join(etc, "services.d"), services=services, levels=(("a",),),
+              layout="s6-overlay", root=root)
+    assert s6.watch_paths() == (os.path.join(etc, "services.d"), os.path.join(etc, "cont-init.d"),
+                                os.path.join(etc, "cont-finish.d"))
+    shutil.rmtree(os.path.join(etc, "cont-init.d"))  # only the directories that exist
+    assert s6.watch_paths() == (os.path.join(etc, "services.d"), os.path.join(etc, "cont-finish.d"))
+    shutil.rmtree(os.path.join(etc, "cont-finish.d"))
+    assert s6.watch_paths() == (os.path.join(etc, "services.d"),)
+
+
 def test_load_refuses_another_svtree_version(scratch):
     plan = compile_tree(make_tree(scratch, {"a": {}}))
     data = json.loads(dump(plan))

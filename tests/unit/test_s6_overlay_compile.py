@@ -10,10 +10,9 @@ import pytest
 
 from compiler_trees import RUN, make_service, scratch, write_file  # noqa: F401
 from svtree import cli
-from svtree.compiler import compile_tree, load_plan_file
-from svtree.compiler.build import s6_overlay_root, use_s6_overlay
+from svtree.compiler import compile_tree, load_plan_file, recompile
 from svtree.compiler.s6overlay import automatic_root, compile_s6_overlay
-from svtree.errors import CompileError
+from svtree.errors import CompileError, PlanFileError
 from svtree.plan import diff
 
 
@@ -51,6 +50,7 @@ def test_scripts_become_oneshots_chained_in_lexical_order(scratch):  # noqa: F81
         assert by_name[name].depends_on == ("cont-finish.10-flush", "cont-init.9-c")
         assert by_name[name].path == os.path.join(scratch, "etc", "services.d", name)
     assert plan.source == os.path.join(scratch, "etc", "services.d")
+    assert (plan.layout, plan.root) == ("s6-overlay", scratch)
     assert plan.levels[-1] == ("web", "worker")
 
 
@@ -66,7 +66,9 @@ def test_without_scripts_it_is_the_plain_tree(scratch):  # noqa: F811
     os.makedirs(os.path.join(scratch, "etc", "cont-init.d"))
     plan = compile_s6_overlay(scratch)
     plain = compile_tree(os.path.join(scratch, "etc", "services.d"))
-    assert plan == plain
+    assert (plan.services, plan.levels, plan.settings, plan.source, plan.source_digest) == (
+        plain.services, plain.levels, plain.settings, plain.source, plain.source_digest)
+    assert (plan.layout, plain.layout) == ("s6-overlay", "tree")  # each reloads as it started
 
 
 def test_hidden_files_and_editor_leftovers_are_ignored(scratch):  # noqa: F811
@@ -121,12 +123,29 @@ def test_editing_a_script_changes_only_its_digest(scratch):  # noqa: F811
     assert diff(before, after).changed == ("cont-finish.20-bye",)
 
 
-def test_compile_tree_of_the_chosen_dir_compiles_the_layout(scratch):  # noqa: F811
+def test_recompile_compiles_the_layout_the_plan_came_from(scratch):  # noqa: F811
     root = v2(os.path.join(scratch, "root"))
-    directory = use_s6_overlay(root)
-    assert directory == os.path.join(root, "etc", "services.d")
-    assert s6_overlay_root(directory) == root
-    assert "cont-init.00-a" in compile_tree(directory).by_name()  # what a reload calls
+    plan = compile_s6_overlay(root)
+    assert recompile(plan) == plan  # what a reload calls
+    write_file(os.path.join(root, "etc", "cont-init.d", "10-b"), "#!/bin/sh\necho changed\n", 0o755)
+    again = recompile(plan)
+    assert (again.layout, again.root) == ("s6-overlay", root)
+    assert diff(plan, again).changed == ("cont-init.10-b",)
+    # Nothing is remembered per process: DIR alone is a plain tree, whatever ran before.
+    plain = compile_tree(plan.source)
+    assert plain.layout == "tree" and "cont-init.00-a" not in plain.by_name()
+    assert recompile(plain) == plain
+
+
+def test_watch_paths_are_the_directories_the_plan_comes_from(scratch):  # noqa: F811
+    root = v2(os.path.join(scratch, "root"))
+    etc = os.path.join(root, "etc")
+    plan = compile_s6_overlay(root)
+    assert plan.watch_paths() == (os.path.join(etc, "services.d"), os.path.join(etc, "cont-init.d"),
+                                  os.path.join(etc, "cont-finish.d"))
+    assert compile_tree(plan.source).watch_paths() == (plan.source,)
+    bare = v2(os.path.join(scratch, "bare"), inits=(), finishes=())
+    assert compile_s6_overlay(bare).watch_paths() == (os.path.join(bare, "etc", "services.d"),)
 
 
 def test_plan_file_of_the_layout_loads_and_checks_as_that_layout(scratch, capsys):  # noqa: F811
@@ -135,12 +154,14 @@ def test_plan_file_of_the_layout_loads_and_checks_as_that_layout(scratch, capsys
     assert cli.main(["compile", "--s6-overlay", root, "-o", target]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"s6-overlay v2 tree of {root}: 7 services in 4 start levels\n")
-    from svtree.compiler import build
-
-    build._S6_OVERLAY_ROOTS.clear()  # as in a fresh `svtree run --plan FILE`
-    plan = load_plan_file(target)
-    assert "cont-init.9-c" in plan.by_name()
-    assert s6_overlay_root(plan.source) == root
+    plan = load_plan_file(target)  # nothing in this process says which layout: the file does
+    assert plan == compile_s6_overlay(root)
+    assert (plan.layout, plan.root) == ("s6-overlay", root)
+    write_file(os.path.join(root, "etc", "cont-finish.d", "20-bye"), "#!/bin/sh\necho later\n", 0o755)
+    with pytest.raises(PlanFileError) as info:  # a script outside DIR changed: stale too
+        load_plan_file(target)
+    assert str(info.value) == (f"{target}: stale: the s6-overlay v2 tree of {root} changed since it was "
+                               f"compiled: run `svtree compile --s6-overlay {root} -o {target}` again")
 
 
 def test_compile_json(scratch, capsys):  # noqa: F811
@@ -207,8 +228,12 @@ def test_run_without_a_tree_chooses_the_layout_and_says_so(scratch, monkeypatch,
     monkeypatch.setattr("svtree.compiler.s6overlay.automatic_root", lambda explicit: root)
     args = argparse.Namespace(dir=None, plan=None, s6_overlay=None)
     assert cli._choose_s6_overlay(args, "svtree run") is None
-    assert args.dir == os.path.join(root, "etc", "services.d") and s6_overlay_root(args.dir) == root
-    assert f"running the s6-overlay v2 layout of {root} (give --dir {args.dir} for a plain tree)" \
+    assert args.s6_root == root and args.dir is None
+    services_d = os.path.join(root, "etc", "services.d")
+    assert f"running the s6-overlay v2 layout of {root} (give --dir {services_d} for a plain tree)" \
         in capsys.readouterr().err
     plain = argparse.Namespace(dir=None, plan="plan.json", s6_overlay=None)
-    assert cli._choose_s6_overlay(plain, "svtree run") is None and plain.dir is None
+    assert cli._choose_s6_overlay(plain, "svtree run") is None
+    assert plain.s6_root is None and plain.dir is None
+    given = argparse.Namespace(dir=None, plan=None, s6_overlay=os.path.relpath(root))
+    assert cli._choose_s6_overlay(given, "svtree run") is None and given.s6_root == root
