@@ -57,7 +57,7 @@ class Config:
         self.settle = 0.8 if quick else 2.5  # after every service runs, before measuring
         self.idle = 1.5 if quick else 10.0  # figure 9's window
         self.kills = 1 if quick else 3  # figure 4, per namespace
-        self.restarts = 2 if quick else 4  # figure 5, per namespace
+        self.restarts = 2 if quick else 3  # figure 5, per namespace (svtree: twice, with and without -S)
         self.status_reps = 3 if quick else 10
         self.socket_reps = 10 if quick else 50
         self.cap_ignore = 3.0 if quick else 20.0  # figure 7's hard cap
@@ -224,34 +224,49 @@ class Bench:
                 res.add("4", label, ms(t1 - t0))
                 time.sleep(0.2)
 
-            # 5: ctl restart until the command returned and the new process runs
-            for j in range(cfg.restarts):
-                name_j = names[cfg.kills + j]
-                d = system.service_dir(name_j)
-                before_pids = set(inst.service_pids())
-                t0 = time.monotonic()
-                r = self.run_cmd(system, system.restart_cmd(name_j))
-                t_ret = time.monotonic()
-                if r.returncode != 0:
-                    raise RuntimeError(f"{' '.join(system.restart_cmd(name_j))}: exit {r.returncode}: "
-                                       f"{r.stderr.decode(errors='replace').strip()[:200]}")
-                t_new = inst.wait_new_service(before_pids, 10, d)
-                res.add("5", label, ms(max(t_ret, t_new) - t0))
-                if t_new > t_ret:
-                    res.add("5late", label, ms(t_new - t_ret))
-                time.sleep(0.3)
+            # 5: ctl restart until the command returned and the new process runs. svtree's
+            # client also runs with `python -S`: this machine's site-packages hold a .pth
+            # that imports certifi into every interpreter; -S shows svtree without it.
+            variants = [(label, ())] + ([("svtree-S", ("-S",))] if name == "svtree" else [])
+            j = cfg.kills
+            for row, flags in variants:
+                for _ in range(cfg.restarts):
+                    name_j = names[j]
+                    j += 1
+                    d = system.service_dir(name_j)
+                    cmd = system.restart_cmd(name_j, flags) if flags else system.restart_cmd(name_j)
+                    before_pids = set(inst.service_pids())
+                    t0 = time.monotonic()
+                    r = self.run_cmd(system, cmd)
+                    t_ret = time.monotonic()
+                    if r.returncode != 0:
+                        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
+                                           f"{r.stderr.decode(errors='replace').strip()[:200]}")
+                    t_new = inst.wait_new_service(before_pids, 10, d)
+                    res.add("5", row, ms(max(t_ret, t_new) - t0))
+                    if t_new > t_ret:
+                        res.add("5late", row, ms(t_new - t_ret))
+                    time.sleep(0.3)
 
             # 5b: status round trip
-            for _ in range(cfg.status_reps):
-                t0 = time.monotonic()
-                r = self.run_cmd(system, system.status_cmd(names[0]))
-                t1 = time.monotonic()
-                if r.returncode != 0:
-                    raise RuntimeError(f"status: exit {r.returncode}: {r.stderr.decode(errors='replace')[:200]}")
-                res.add("5s", label, ms(t1 - t0))
+            for row, flags in variants:
+                for _ in range(cfg.status_reps):
+                    cmd = system.status_cmd(names[0], flags) if flags else system.status_cmd(names[0])
+                    t0 = time.monotonic()
+                    r = self.run_cmd(system, cmd)
+                    t1 = time.monotonic()
+                    if r.returncode != 0:
+                        raise RuntimeError(f"status: exit {r.returncode}: {r.stderr.decode(errors='replace')[:200]}")
+                    res.add("5s", row, ms(t1 - t0))
             if name == "svtree":
                 for _ in range(cfg.socket_reps):
                     res.add("5s", "svtree-socket", ms(socket_status(system.socket)))
+                # The floor under any Python client here: the interpreter doing nothing.
+                for row, flags in (("python", ()), ("python-S", ("-S",))):
+                    for _ in range(cfg.status_reps):
+                        t0 = time.monotonic()
+                        subprocess.run([sys.executable, *flags, "-c", "pass"], check=True)
+                        res.add("5s", row, ms(time.monotonic() - t0))
 
     def empty(self, name: str) -> None:
         """Figure 1's baseline: the same system with no service at all."""
@@ -510,7 +525,7 @@ def ensure_peers(wanted: "list[str]") -> "list[str]":
     return [n for n in wanted if S.make(n).available()]
 
 
-def versions(names: "list[str]") -> "dict[str, str]":
+def versions(names: "list[str]", rev: "str | None") -> "dict[str, str]":
     out = {}
     for n in names:
         if n == "svtree":
@@ -519,11 +534,12 @@ def versions(names: "list[str]") -> "dict[str, str]":
                 from svtree import __version__ as v
             except ImportError:
                 v = "?"
-            commit = subprocess.run(["git", "-C", S.REPO, "rev-parse", "--short", "HEAD"],
+            commit = subprocess.run(["git", "-C", S.REPO, "rev-parse", "--short", rev or "HEAD"],
                                     capture_output=True, text=True).stdout.strip()
-            dirty = subprocess.run(["git", "-C", S.REPO, "status", "--porcelain", "svtree"],
-                                   capture_output=True, text=True).stdout.strip()
-            out[n] = f"{v} (commit {commit or '?'}{', svtree/ modified' if dirty else ''}; Python {platform.python_version()})"
+            dirty = not rev and subprocess.run(["git", "-C", S.REPO, "status", "--porcelain", "svtree"],
+                                               capture_output=True, text=True).stdout.strip()
+            where = f"commit {commit or '?'}" + (", svtree/ of the working tree, modified" if dirty else "")
+            out[n] = f"{v} ({where}; Python {platform.python_version()})"
         else:
             r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", DPKG_OF[n]],
                                capture_output=True, text=True)
@@ -564,6 +580,33 @@ class Tmpfs:
             os.rmdir(self.mounted)
         else:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def snapshot(base: str, rev: "str | None") -> None:
+    """Run svtree from a byte-compiled copy on the tmpfs (of the working tree, or of a git
+    revision): the numbers then belong to one version of the code even if the checkout
+    changes during the run, and imports cost what they cost in an installed package (this
+    environment sets PYTHONDONTWRITEBYTECODE, so the checkout itself has no .pyc files)."""
+    src = os.path.join(base, "src")
+    if rev:
+        os.makedirs(src)
+        archive = subprocess.run(["git", "-C", S.REPO, "archive", "--format=tar", rev, "svtree"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+    else:
+        shutil.copytree(os.path.join(S.REPO, "svtree"), os.path.join(src, "svtree"),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(src, "svtree")],
+                   check=True, stdout=subprocess.DEVNULL)
+    S.SVTREE_PATH[0] = src
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
 
 
 def orphan_maker(base: str) -> "tuple[list[str], str]":
@@ -726,14 +769,26 @@ def render(bench: Bench, names: "list[str]", meta: dict) -> "tuple[str, dict]":
         values[n] = med("5", n)
         if late is not None:
             res.note("5", n, f"new process ran {late:.1f} ms after the command returned")
+    if res.get("5", "svtree-S"):
+        rows.insert(1, ["svtree, client run as `python -S`", cell("5", "svtree-S", 1),
+                        "python3 -S -m svtree ctl restart NAME --wait (no site-packages .pth)",
+                        str(n_of("5", "svtree-S")), ratio(sv, med("5", "svtree-S"))])
+        values["svtree-S"] = med("5", "svtree-S")
     figure("5", "5. ctl restart until the command returned and the new process runs (ms; median)",
            ["system", "ms", "command", "samples", "svtree ÷ system"], rows, values)
     rows, values = [], {}
     sv = med("5s", "svtree")
-    for n in names + (["svtree-socket"] if "svtree" in names else []):
-        if n == "svtree-socket":
-            rows.append(["svtree, the socket round trip alone (no interpreter start)", cell("5s", n, 2),
-                         "connect, one status request, reply", str(n_of("5s", n)), "–"])
+    extra = {
+        "svtree-S": ("svtree, client run as `python -S`", "python3 -S -m svtree ctl status"),
+        "svtree-socket": ("svtree, the socket round trip alone (no interpreter start)",
+                          "connect, one status request, reply, from the bench's own process"),
+        "python": ("the interpreter alone (floor of any Python client here)", "python3 -c pass"),
+        "python-S": ("the interpreter alone, without site", "python3 -S -c pass"),
+    }
+    for n in names[:1] + (list(extra) if "svtree" in names else []) + names[1:]:
+        if n in extra:
+            rows.append([extra[n][0], cell("5s", n, 2 if n == "svtree-socket" else 1), extra[n][1], str(n_of("5s", n)),
+                         ratio(sv, med("5s", n)) if n == "svtree-S" else "–"])
             values[n] = med("5s", n)
             continue
         system = S.make(n)
@@ -868,6 +923,7 @@ def parse_args(argv):
                    help=f"CI smoke test: N=10 everywhere, one repetition, short timeouts")
     p.add_argument("--only", default=",".join(S.ALL),
                    help=f"comma-separated systems to run, of: {', '.join(S.ALL)} (default: all)")
+    p.add_argument("--rev", help="benchmark svtree/ as of this git revision (default: the working tree)")
     p.add_argument("--json", help="also write the figures as JSON to this file")
     p.add_argument("--out", help="markdown file (default bench/results.md; bench/results-quick.md with --quick)")
     args = p.parse_args(argv)
@@ -888,7 +944,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     names = ensure_peers(args.names)
     missing = [n for n in args.names if n not in names]
-    vers = versions(names)
+    vers = versions(names, args.rev)
     print("bench: systems and versions:")
     for n in names:
         print(f"  {n}: {vers[n]}")
@@ -899,7 +955,9 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    load_before = loadavg()
     with Tmpfs() as base:
+        snapshot(base, args.rev)
         maker, maker_how = orphan_maker(base)
         bench = Bench(cfg, names, base, maker)
         try:
@@ -911,7 +969,7 @@ def main(argv=None) -> int:
     bench.res.errors.extend(f"{n}: not available" for n in missing)
     wall = time.monotonic() - started
     body, data = render(bench, names, {})
-    head = header(args, cfg, vers, maker_how, wall, base)
+    head = header(args, cfg, vers, maker_how, wall, f"{load_before} before, {loadavg()} after")
     text = head + body
     if bench.res.errors:
         text += "\n### Experiments that did not complete\n\n" + "".join(f"- {e}\n" for e in bench.res.errors)
@@ -986,7 +1044,7 @@ def run_all(bench: Bench, names: "list[str]") -> None:
             a(n, 60 + cfg.reload_peer_samples * 16, bench.reload_explicit, n)
 
 
-def header(args, cfg: Config, vers: dict, maker_how: str, wall: float, base: str) -> str:
+def header(args, cfg: Config, vers: dict, maker_how: str, wall: float, load: str) -> str:
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -1004,6 +1062,9 @@ def header(args, cfg: Config, vers: dict, maker_how: str, wall: float, base: str
         f"- date: {now}; nproc: {os.cpu_count()}; kernel: {platform.release()}; CPU: {cpu}",
         f"- wall time: {wall:.0f} s; trees on tmpfs; every system is PID 1 of its own "
         "`unshare --pid --fork --mount-proc`",
+        f"- load average (1, 5, 15 min): {load} (the machine is shared: other work may run meanwhile)",
+        f"- svtree runs from a byte-compiled snapshot of {('git revision ' + args.rev) if args.rev else 'the working tree'}"
+        " copied to the tmpfs at the start",
         f"- services: `#!/bin/sh` + `exec sleep`; orphans made by {maker_how}",
         "- medians over the rounds; 'svtree ÷ system' below 1 means svtree is smaller/faster",
         "- versions: " + "; ".join(f"{k} {v}" for k, v in vers.items()),

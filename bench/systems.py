@@ -30,6 +30,8 @@ import time
 from procfs import NsProc, children
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where svtree is imported from: the repository, or (run.py) a compiled snapshot of it.
+SVTREE_PATH = [REPO]
 SLEEP_ARG = "100000"
 
 RUN_SLEEP = f"#!/bin/sh\nexec sleep {SLEEP_ARG}\n"
@@ -288,21 +290,21 @@ class Svtree(System):
 
     def env(self):
         env = os.environ.copy()
-        env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = SVTREE_PATH[0] + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.pop("SVTREE_SOCKET", None)
         env.pop("SVTREE_DIR", None)
         return env
 
-    def ctl(self, *args: str) -> "list[str]":
-        return [sys.executable, "-m", "svtree", "ctl", "--socket", self.socket, *args]
+    def ctl(self, *args: str, flags: "tuple[str, ...]" = ()) -> "list[str]":
+        return [sys.executable, *flags, "-m", "svtree", "ctl", "--socket", self.socket, *args]
 
-    def restart_cmd(self, name):
-        return self.ctl("restart", name, "--wait")
+    def restart_cmd(self, name, flags=()):
+        return self.ctl("restart", name, "--wait", flags=flags)
 
     restart_how = "svtree ctl restart NAME --wait"
 
-    def status_cmd(self, name):
-        return self.ctl("status")
+    def status_cmd(self, name, flags=()):
+        return self.ctl("status", flags=flags)
 
     status_how = "svtree ctl status"
 
