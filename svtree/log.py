@@ -31,6 +31,8 @@ EVENTS = {
     "shutdown_sweep": "every service stopped; remaining processes get SIGTERM",
     "shutdown_kill": "processes left after kill_grace get SIGKILL",
     "shutdown_done": "everything is gone (duration, exit_code)",
+    "watcher_ready": "the file watcher's watches are set (paths)",
+    "watcher_died": "the file watcher exited; restarted after a delay",
     "reload_applied": "a reload changed the tree (added, removed, changed)",
     "reload_rejected": "a reload found an invalid tree; nothing changed (errors)",
     "control_refused": "a control client was refused (reason)",

@@ -19,7 +19,8 @@ import sys
 IGNORED_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".tmp")
 PR_SET_PDEATHSIG = 1
 STEP_MS = 50  # watchfiles' wake-up period while watching: the latency floor
-DEBOUNCE_MS = 1600  # the longest batch watchfiles makes (the core coalesces further)
+DEBOUNCE_MS = 100  # the longest batch watchfiles makes: shorter than the core's QUIET, so a
+#                   burst keeps the core's quiet timer from expiring while it lasts
 
 
 def relevant(path: str) -> bool:

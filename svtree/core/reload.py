@@ -18,7 +18,7 @@ from typing import Callable
 from svtree import osutil
 from svtree.plan import diff
 
-QUIET = 0.15  # a burst of edits ends after this long without a change
+QUIET = 0.2  # a burst of edits ends after this long without a change (> the watcher's DEBOUNCE_MS)
 MAX_WAIT = 2.0  # ... or this long after its first change, whatever comes first
 WATCHER_RESTART_DELAY = 1.0
 
@@ -75,6 +75,9 @@ class Reloader:
             return
         if b"ready" in data:
             self.request("watch")  # catch what changed before the watches were set
+            # Logged after that reload, so whoever waits for this event knows every
+            # later change is the watcher's.
+            self.core.log.info("watcher_ready", paths=list(self.core.plan.watch_paths()))
         if b"changed" in data:
             self.changed()
 

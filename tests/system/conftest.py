@@ -133,6 +133,12 @@ class Svtree:
     def wait_socket(self, timeout: float = 15) -> None:
         wait_for(lambda: os.path.exists(self.socket), timeout, what="the control socket")
 
+    def wait_watcher(self, timeout: float = 20) -> None:
+        """Until the file watcher has set its watches (its `watcher_ready` event): an
+        edit made before then is caught by the reload that event triggers, which a test
+        counting reloads must not mistake for its own."""
+        wait_for(lambda: "watcher_ready" in self.stderr(), timeout, what="the file watcher")
+
     def status(self) -> "dict[str, dict]":
         r = self.ctl("status", "--json")
         assert r.returncode == 0, r.stderr

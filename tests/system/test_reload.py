@@ -41,6 +41,7 @@ def three(tree):
 def start_watching(run_svtree, *names):
     sv = run_svtree(args=["--log-format", "json"], watch=True)
     sv.wait_state("ready", *names)
+    sv.wait_watcher()
     return sv
 
 
