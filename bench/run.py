@@ -637,6 +637,8 @@ def ratio(a, b) -> str:
         return "–"
     if b == 0:
         return "–" if a else "1.00"
+    if b < 0 or a < 0:  # a difference lost in the noise (figure 1's deltas): no ratio
+        return "–"
     return f"{a / b:.2f}"
 
 
@@ -890,6 +892,10 @@ def render(bench: Bench, names: "list[str]", meta: dict) -> "tuple[str, dict]":
     target("2", "total USS, 10 services", fmt(sv2) + " kB" if sv2 is not None else "–",
            f"< supervisord ({fmt(sd2)} kB)" if sd2 is not None else "< supervisord",
            None if sv2 is None or sd2 is None else sv2 < sd2)
+    sv2p, sd2p = med("2pss", "svtree"), med("2pss", "supervisord")
+    if sv2p is not None and sd2p is not None:
+        trows.append(["2", "total PSS, 10 services (for information)", fmt(sv2p) + " kB",
+                      f"< supervisord ({fmt(sd2p)} kB)", "below" if sv2p < sd2p else "above"])
     for fig, key, what in (("3", "3", "boot"), ("4", "4", "restart after SIGKILL")):
         a, b = med(key, "svtree"), med(key, "runit")
         target(fig, what, fmt(a) + " ms" if a is not None else "–",
