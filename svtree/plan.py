@@ -90,12 +90,17 @@ class Plan:
         return {s.name: s for s in self.services}
 
     def dependents(self) -> "dict[str, tuple[str, ...]]":
-        """Reverse edges: for each service, the services that depend on it."""
-        rev: "dict[str, list[str]]" = {s.name: [] for s in self.services}
-        for s in self.services:
-            for dep in s.depends_on:
-                rev[dep].append(s.name)
-        return {k: tuple(sorted(v)) for k, v in rev.items()}
+        """Reverse edges: for each service, the services that depend on it. Computed
+        once per plan (a plan never changes); callers must not mutate the result."""
+        cached = self.__dict__.get("_dependents")
+        if cached is None:
+            rev: "dict[str, list[str]]" = {s.name: [] for s in self.services}
+            for s in self.services:
+                for dep in s.depends_on:
+                    rev[dep].append(s.name)
+            cached = {k: tuple(sorted(v)) for k, v in rev.items()}
+            object.__setattr__(self, "_dependents", cached)  # a cache, not state
+        return cached
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,12 @@ def test_ctl_path_loads_no_structlog_watchfiles_or_toml():
     code = ("import sys; from svtree.cli import main; "
             "rc = main(['ctl', '--socket', '/nonexistent/sock', 'status']); "
             "bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('structlog', 'watchfiles', 'tomllib', 'tomli', 'hypothesis', 'argparse')"
+            "('structlog', 'watchfiles', 'tomllib', 'tomli', 'hypothesis', 'argparse',"
+            " 'socket', 'selectors', 'json', 're', 'enum', 'signal', 'asyncio')"
             " or m.startswith(('svtree.core', 'svtree.compiler', 'svtree.monitor'))]; "
             "print(rc, sorted(bad))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    # -S: site-packages hooks of the machine would import things of their own.
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=os.path.dirname(PKG)), timeout=30)
     assert r.stdout.strip() == "1 []", (r.stdout, r.stderr)
     assert "svtree is not running" in r.stderr and "/nonexistent/sock" in r.stderr
