@@ -32,6 +32,7 @@ NOT_FORWARDED = {
     signal.SIGABRT, signal.SIGSYS, signal.SIGPIPE, signal.SIGXFSZ,
 }
 RETRY_DELAY = 1.0  # after EAGAIN/EMFILE/ENOMEM
+SERVICE_ENV = "SVTREE_SERVICE"
 
 
 class Service:
@@ -125,12 +126,14 @@ class Core:
         return names + sorted(set(self.services) - set(names))
 
     def service_env(self, spec: ServiceSpec) -> "dict[str, str]":
+        """svtree's environment, the service's `environment`, and SVTREE_SERVICE=NAME
+        (like supervisord's SUPERVISOR_PROCESS_NAME): what the service leaves behind
+        carries it, which is how the core finds those processes if the monitor dies."""
         if self._base_env is None:
             self._base_env = dict(os.environ)
-        if not spec.environment:
-            return self._base_env  # the forked monitor gets its own copy anyway
         env = dict(self._base_env)
         env.update(dict(spec.environment))
+        env[SERVICE_ENV] = spec.name
         return env
 
     def start_monitor(self, svc: Service) -> None:
@@ -378,7 +381,7 @@ class Core:
                 return
             self.phase = "services"
         if self.phase == "services":
-            dependents = self.plan.dependents()
+            dependents = self.live_dependents()
             memo: "dict[str, bool]" = {}
 
             def all_gone(name: str) -> bool:
@@ -399,8 +402,20 @@ class Core:
             if all(s.gone for s in self.services.values()):
                 self.phase = "sweep"
                 self.begin_sweep()
-        if self.phase == "sweep":
+        if self.phase in ("sweep", "sweep_killed"):
             self.sweep_progress()
+
+    def live_dependents(self) -> "dict[str, list[str]]":
+        """Reverse edges of the services that exist now: the plan's, plus the old edges
+        of services a reload is still retiring (not in the new plan, but still running
+        on top of their dependencies)."""
+        if not any(s.retiring for s in self.services.values()):
+            return self.plan.dependents()
+        rev: "dict[str, list[str]]" = {}
+        for svc in self.services.values():
+            for dep in svc.spec.depends_on:
+                rev.setdefault(dep, []).append(svc.name)
+        return rev
 
     def stop_for_good(self, svc: Service) -> None:
         """Tell the monitor to stop its service and exit (shutdown, or removal)."""
@@ -501,11 +516,13 @@ class Core:
         expected = svc.exit_sent and code == 0
         pid, pgid = svc.report.get("pid"), svc.report.get("pgid")
         if not expected:
-            # Its service must not run unsupervised: kill what we know of it.
+            # Its service must not run unsupervised: kill what we know of it, and what it
+            # left behind (re-parented to us when the monitor died).
             if pgid:
                 osutil.killpg_quietly(pgid, signal.SIGKILL)
             if pid:
                 osutil.kill_quietly(pid, signal.SIGKILL)
+            self.kill_orphans_of(svc.name)
             self.log.warning("monitor_died", exit_code=code, signal=signal_name(sig) if sig else None,
                              service=svc.name, service_pid=pid)
         svc.restarts_before = svc.report.get("restarts", 0) + (1 if pid else 0)
@@ -520,6 +537,25 @@ class Core:
             self.start_monitor(svc)
         self.converge()
         self.notify_listeners()
+
+    def kill_orphans_of(self, name: str) -> None:
+        """SIGKILL our children (and their descendants) that carry SVTREE_SERVICE=name:
+        what a dead monitor's service left behind. Monitors, the main command and the
+        watcher are known and never touched; a process that cleared its environment
+        escapes this and is ended by the final sweep."""
+        known = set(self.by_monitor) | set(self.other_children) | {self.main_pid}
+        marker = f"{SERVICE_ENV}={name}".encode()
+        for child in osutil.children(os.getpid()):
+            if child in known:
+                continue
+            try:
+                with open(f"/proc/{child}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if marker in env:
+                for p in [child, *osutil.descendants(child)]:
+                    osutil.kill_quietly(p, signal.SIGKILL)
 
     # --- reload: retiring removed and changed services --------------------------------
 
@@ -564,14 +600,14 @@ class Core:
             return
         if old.replacement is None or self.shutting_down:
             del self.services[name]
-            return
-        new = Service(old.replacement)
-        if old.user_set and old.spec.down == new.spec.down:
-            new.want, new.user_set = old.want, True
-        new.restarts_before = old.report.get("restarts", 0)
-        self.services[name] = new
-        self.start_monitor(new)
-        for fn in list(self.retired_listeners):
+        else:
+            new = Service(old.replacement)
+            if old.user_set and old.spec.down == new.spec.down:
+                new.want, new.user_set = old.want, True
+            new.restarts_before = old.report.get("restarts", 0)
+            self.services[name] = new
+            self.start_monitor(new)
+        for fn in list(self.retired_listeners):  # a queued reload may run now
             fn()
 
 
