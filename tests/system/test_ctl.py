@@ -28,16 +28,40 @@ KEYS = {"name", "state", "pid", "uptime", "restarts", "last_exit", "ready"}
 HEADER = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
 
 
+_PUBLIC_COPY: "list[str]" = []
+
+
+def public_package() -> str:
+    """A copy of the svtree package that another uid can read: the checkout (and the
+    virtual environment) may sit under a directory only root may enter, as /tmp is on
+    some machines. ctl needs nothing but the standard library and this package."""
+    if not _PUBLIC_COPY:
+        import atexit
+
+        d = tempfile.mkdtemp(prefix="svtree-pkg-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        shutil.copytree(os.path.join(REPO, "svtree"), os.path.join(d, "svtree"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(d):
+            os.chmod(root, 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+        atexit.register(shutil.rmtree, d, True)
+        _PUBLIC_COPY.append(d)
+    return _PUBLIC_COPY[0]
+
+
 def ctl_argv(*args, user: "str | None" = None) -> "list[str]":
     argv = [sys.executable, "-m", "svtree", "ctl", *args]
     if user == "nobody":
-        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        # The real interpreter, without site-packages: only the public copy is needed.
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                os.path.realpath(sys.executable), "-S", "-m", "svtree", "ctl", *args]
     return argv
 
 
 def ctl(*args, timeout: float = 30, user: "str | None" = None, env=None) -> subprocess.CompletedProcess:
     """`svtree ctl` with exactly these arguments (no --socket added)."""
-    full_env = dict(os.environ, PYTHONPATH=REPO)
+    full_env = dict(os.environ, PYTHONPATH=public_package() if user == "nobody" else REPO)
     full_env.pop("SVTREE_SOCKET", None)
     full_env.update(env or {})
     return subprocess.run(ctl_argv(*args, user=user), capture_output=True, text=True,

@@ -131,6 +131,8 @@ def test_readiness_gates_dependents(tree, run_svtree):
                  toml='depends_on = ["notify", "polled"]\n')
     sv = run_svtree()
     sv.wait_state("ready", "user")
+    # ready at spawn (no readiness of its own): its first line may come a moment later
+    wait_for(lambda: [r for r in tree.event_lines() if r[:2] == ["start", "user"]])
     ev = {(r[0], r[1]): int(r[2]) for r in tree.event_lines()}
     assert ev[("start", "user")] > ev[("ready", "notify")]
     assert ev[("start", "user")] > ev[("ready", "polled")]
