@@ -10,32 +10,13 @@ inside it) in one getdents, without walking /proc/*/task/*/children.
 from __future__ import annotations
 
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 
 
-def children(pid: int) -> "list[int]":
-    """Direct children of a host pid (every thread's)."""
-    out: "list[int]" = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                out.extend(int(x) for x in f.read().split())
-        except OSError:
-            pass
-    return out
-
-
-def descendants(pid: int) -> "list[int]":
-    out: "list[int]" = []
-    todo = children(pid)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children(p))
-    return out
+# The same /proc walk svtree itself uses to find what a service left behind.
+from svtree.osutil import children, descendants  # noqa: E402,F401
 
 
 def _read(path: str) -> "bytes | None":
