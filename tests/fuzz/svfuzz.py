@@ -694,6 +694,9 @@ class Model:
         self.edits = 0
         self.expect_restart: "list[tuple[str, int, str]]" = []  # (name, since, why): a new pid
         self.removed_svc: "dict[str, Svc]" = {}
+        # A changed service's new record starts only when the old one is gone, and then
+        # only if its dependencies are ready at that moment: until when that may be.
+        self.deferred_start: "dict[str, int]" = {}
         self._boot()
 
     # --- helpers ----------------------------------------------------------------------
@@ -830,6 +833,13 @@ class Model:
         self.pending[name] = max(self.pending[name], t + int(pending_s * 1e9))
 
     def converge(self, t: int) -> None:
+        for name, until in list(self.deferred_start.items()):
+            if t > until:
+                del self.deferred_start[name]
+            elif self.status.get(name) == "up":
+                ok = self.deps_ok(name)
+                if ok is not True:  # a dependency went away before the new record started
+                    self.status[name] = "waiting" if ok is False else "unknown"
         changed = True
         while changed:
             changed = False
@@ -846,6 +856,10 @@ class Model:
     # --- actions ----------------------------------------------------------------------
 
     def kill(self, name: str, sig: str, hit: bool, t: int) -> None:
+        self._kill(name, sig, hit, t)
+        self.converge(t)
+
+    def _kill(self, name: str, sig: str, hit: bool, t: int) -> None:
         if not hit or name not in self.svcs:
             return
         svc = self.svcs[name]
@@ -886,6 +900,7 @@ class Model:
         elif self.status[name] == "up":
             self.status[name] = "unknown"
         self.pending[name] = max(self.pending[name], t + int(2e9))
+        self.converge(t)
 
     def ctl(self, verb: str, name: str, t: int) -> None:
         svc = self.svcs[name]
@@ -944,6 +959,8 @@ class Model:
             self._start_like(name, t, self.stop_time(svc) + 2.0)
             if s == "up" and self.status[name] == "up":
                 self.expect_restart.append((name, t, "reload changed it"))
+            if self.status[name] == "up":
+                self.deferred_start[name] = t + int((self.stop_time(svc) + 2.0) * 1e9)
         self.pending[name] = max(self.pending[name], t + int((self.stop_time(svc) + 2.0) * 1e9))
         self.converge(t)
 
