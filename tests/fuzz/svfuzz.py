@@ -1116,6 +1116,13 @@ class Run:
         bound = 5.0 + sum(s.delay + 0.5 for s in self.ex.services)
         wait_for(lambda: os.path.exists(self.sv.socket) or not self.alive(), 20,
                  what="the control socket")
+        if m.boot_failure:
+            # A oneshot fails at boot: the tree must shut down by itself (exit 1). The
+            # schedule then only meets a dead or dying svtree.
+            if not self._wait_exit(bound + self.shutdown_bound() + self.hang_grace):
+                self.violations.append(f"boot: a oneshot fails at boot, but svtree still runs "
+                                       f"after {bound + self.shutdown_bound() + self.hang_grace:.1f}s")
+            return
         names = sorted(n for n, st_ in m.status.items() if st_ in ("up", "done"))
         if names and self.alive():
             r = self.ctl("wait", "--ready", "--timeout", str(bound), *names, timeout=bound + 15)
@@ -1556,7 +1563,10 @@ class Run:
             base = 128 + signal.SIGTERM
         else:
             base = 0
-        if m.failed_certain():
+        boot_failed = [r for r in recs if r.kind == "oneshot-exit" and r.extra != "0"]
+        if m.boot_failure and not m.failures_certain and not boot_failed:
+            want = {1, base}  # the failing oneshot was stopped before it could fail
+        elif m.failed_certain():
             want = {1}
         elif m.failed_possible():
             want = {1, base}
