@@ -113,7 +113,12 @@ class Loop:
         except (OSError, ValueError, OverflowError) as e:  # never let the core die here
             self.on_error("select", e)
             ready = []
+        fds = self.sel.get_map()
         for key, _ in ready:
+            # A handler earlier in this batch may have closed and unregistered this fd
+            # (a monitor's exit closes its output pipes): skip stale readiness.
+            if fds.get(key.fd) is not key:
+                continue
             self._guard(f"fd {key.fd}", key.data)
         now = time.monotonic()
         while self._heap and self._heap[0][0] <= now:

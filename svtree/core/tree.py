@@ -188,6 +188,8 @@ class Core:
     # --- output -------------------------------------------------------------------------
 
     def on_output(self, pipe: PrefixedPipe) -> None:
+        if pipe.fd < 0:
+            return  # closed meanwhile (its monitor exited)
         if not pipe.read():
             self.loop.remove_reader(pipe.fd)
             os.close(pipe.fd)
