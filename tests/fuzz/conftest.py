@@ -46,6 +46,18 @@ if os.environ.get("SVTREE_FUZZ_DB"):
 settings.register_profile("ci", max_examples=14, **_COMMON)
 settings.register_profile("long", max_examples=200, **_COMMON)
 
+# Stopping a run (Ctrl-C, or SIGINT/SIGTERM to a background run, whose shell ignored
+# SIGINT for it) must go through every example's `finally`, which kills its svtree.
+import signal  # noqa: E402
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGINT, _interrupt)
+signal.signal(signal.SIGTERM, _interrupt)
+
 PROFILE = os.environ.get("SVTREE_FUZZ_PROFILE", "ci")
 if PROFILE not in ("ci", "long"):
     raise RuntimeError(f"SVTREE_FUZZ_PROFILE must be ci or long, not {PROFILE!r}")

@@ -84,31 +84,7 @@ CONFIG = {
 }
 _STATE = {"first_failure": None, "kept": 0, "examples": 0}
 
-# Known, reported bugs that would otherwise fail nearly every example and hide the rest.
-# The runner works around them (and says so in its log); SVTREE_FUZZ_STRICT=1 turns the
-# workarounds off, to check a fix. Each has its own xfail test in test_fuzz_tree.py.
-#   monitor-death-leak: when a monitor dies, the core SIGKILLs only the service's
-#   current process group and main pid (core/tree.py, on_monitor_exit). Processes that
-#   left the group (setsid daemons) and leftovers of earlier incarnations are re-parented
-#   to svtree and run unsupervised until the final sweep, after their dependencies stop.
-#   sweep-kill-hang: when the final sweep has to SIGKILL a leftover (one that ignored
-#   SIGTERM for kill_grace), reaping it never completes the shutdown: phase is
-#   "sweep_killed" and shutdown_progress only calls sweep_progress in phase "sweep"
-#   (core/tree.py). svtree, as PID 1, never exits. Worked around by not drawing main
-#   commands that leave a TERM-ignoring daemon.
-#   reload-queued-behind-removal: a reload requested while a service removed by an
-#   earlier reload is still stopping is queued, and never run: Core.retired() returns
-#   early for a service without replacement and does not call retired_listeners, so
-#   Reloader._maybe_run_queued never fires (core/tree.py). `ctl reload` blocks. Worked
-#   around by waiting, before a reload, for services removed earlier to be gone.
-#   removed-dependent-not-waited: when the shutdown begins while a service removed by a
-#   reload is still stopping, its dependencies get their stop signal at once: the
-#   shutdown computes dependents from the new plan, which no longer has the removed
-#   service (core/tree.py shutdown_progress). Worked around by leaving removed services
-#   out of the order check.
-KNOWN_BUGS = () if os.environ.get("SVTREE_FUZZ_STRICT") else (
-    "monitor-death-leak", "sweep-kill-hang", "reload-queued-behind-removal",
-    "removed-dependent-not-waited")
+# The bugs this fuzzer found have a regression test each in test_fuzz_tree.py.
 
 
 def configure(profile: str) -> None:
@@ -353,8 +329,6 @@ def examples(draw) -> Example:
     if _rarely(draw, 4):
         main = (draw(st.sampled_from((3.0, 0.3, 1.0, 8.0))), draw(st.sampled_from((0, 3, 7))))
         leaves = draw(st.sampled_from(("", "daemon", "stubborn")))
-        if leaves == "stubborn" and "sweep-kill-hang" in KNOWN_BUGS:
-            leaves = "daemon"
         if leaves:
             main += (leaves,)
     return Example(
@@ -1014,9 +988,8 @@ class Done:
 
 
 class Run:
-    def __init__(self, ex: Example, workarounds: "tuple[str, ...]" = (), hang_grace: float = 15.0) -> None:
+    def __init__(self, ex: Example, hang_grace: float = 15.0) -> None:
         self.ex = ex
-        self.workarounds = workarounds
         self.hang_grace = hang_grace  # seconds past a bound before "it hangs"
         self.tree = FuzzTree()
         self.lib = os.path.join(self.tree.root, "lib.sh")
@@ -1033,7 +1006,6 @@ class Run:
         self.quiet_checked = False
         self._host_cache: "dict[int, int]" = {}
         self.leftovers: "list[int]" = []
-        self.removing: "list[str]" = []  # removed by a reload, maybe still stopping
         self.checked: "dict[str, int]" = {}  # how many comparisons each check made
 
     def count(self, what: str, n: int = 1) -> None:
@@ -1186,8 +1158,6 @@ class Run:
                     pass
             m.kill_monitor(name, hit, t)
             self.log.append(Done(t, "kill_monitor", name, a.arg, f"hit {monitor}" if hit else "miss"))
-            if hit and "monitor-death-leak" in self.workarounds:
-                self.reap_leak_after_monitor_death(name)
         elif a.kind == "ctl":
             r = self.ctl(a.arg, name)
             rc = None if r is None else r.returncode
@@ -1201,41 +1171,6 @@ class Run:
         elif a.kind == "reload":
             self.reload(a, name, t)
 
-    def listed(self, name: str) -> bool:
-        """Whether `ctl status` still lists the service (False when svtree cannot answer)."""
-        r = self.ctl("status", "--json", timeout=10)
-        if r is None or r.returncode != 0:
-            return False
-        try:
-            return any(row.get("name") == name for row in json.loads(r.stdout))
-        except ValueError:
-            return False
-
-    def adopted(self) -> "list[int]":
-        """Live children of svtree that are neither monitors nor the main command."""
-        pid1 = self.sv.pid1
-        me = read_cmdline(pid1)
-        return [p for p in children(pid1) if is_alive(p) and read_cmdline(p) != me
-                and b"N=main;" not in read_cmdline(p) and b"N=maind;" not in read_cmdline(p)]
-
-    def reap_leak_after_monitor_death(self, name: str) -> None:
-        """Work around monitor-death-leak: kill what the dead monitor left behind (it
-        is re-parented to svtree within moments of the monitor's death)."""
-        killed: "list[int]" = []
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            for p in self.adopted():
-                for q in [p, *descendants(p)]:
-                    try:
-                        os.kill(q, signal.SIGKILL)
-                        killed.append(q)
-                    except ProcessLookupError:
-                        pass
-            time.sleep(0.05)
-        if killed:
-            self.log.append(Done(now_ns(), "workaround", name, "monitor-death-leak",
-                                 f"SIGKILLed {len(killed)} leftover(s) adopted by svtree: {killed}"))
-
     def before_any_shutdown(self, t: int, margin_s: float = 1.0) -> bool:
         lo = self.shutdown_lo(now=True)
         return lo is None or t < lo - int(margin_s * 1e9)
@@ -1243,15 +1178,6 @@ class Run:
     def reload(self, a: Action, name: str, t: int) -> None:
         m = self.model
         d = self.tree.dir
-        if self.removing and "reload-queued-behind-removal" in self.workarounds:
-            for gone_name in self.removing:
-                gone = self._poll(lambda: not self.listed(gone_name),
-                                  m.stop_time(m.all_svcs()[gone_name]) + 5)
-                self.log.append(Done(now_ns(), "workaround", gone_name, "reload-queued-behind-removal",
-                                     "waited for the removed service to be gone before reloading"
-                                     if gone else "the removed service is still listed"))
-            self.removing = []
-            t = now_ns()
         expect_ok = True
         undo = None
         m.edits += 1
@@ -1306,7 +1232,6 @@ class Run:
                 m.reload_add(name, svc.deps, t)
             elif what == "remove":
                 m.reload_remove(name, t)
-                self.removing.append(name)
             # "remove (has dependents ...)" is invalid: expect_ok is False
         elif self.before_any_shutdown(t_end) and self.alive():
             if expect_ok:
@@ -1550,6 +1475,7 @@ class Run:
         self.check_finish_timing(recs)
         self.check_sweep_timing(recs)
         self.check_output(recs)
+        self.check_internal_errors()
 
     def check_exit_code(self, recs) -> None:
         if self.exit_code is None:
@@ -1618,8 +1544,6 @@ class Run:
                 continue
             mark = marks[0]
             for p in sorted(m.dependents_closure(dep)):
-                if m.status.get(p) == "removed" and "removed-dependent-not-waited" in self.workarounds:
-                    continue
                 self.count("order", sum(1 for r in recs if r.name == p))
                 late = [r for r in recs if r.name == p and r.ts > mark.ts]
                 if late:
@@ -1727,6 +1651,21 @@ class Run:
                         f"{(alive[-1].ts - s.ts) / 1e9:.3f}s after it began, finish_timeout="
                         f"{svc.finish_timeout}")
 
+    def check_internal_errors(self) -> None:
+        """svtree must never log an internal error (its guard against its own bugs), and
+        no monitor may die of one. A crash detector on svtree's log, not an expectation."""
+        try:
+            err = self.sv.stderr()
+        except OSError:
+            return
+        self.count("internal errors")
+        for line in err.splitlines():
+            if " | " in line.split("internal", 1)[0]:
+                continue  # a service's own output
+            if "internal_error" in line or ("svtree monitor" in line and "internal error" in line):
+                self.violations.append("svtree logged an internal error: " + line[:600])
+                return
+
     def check_output(self, recs) -> None:
         if self.exit_code is None:
             return
@@ -1809,10 +1748,10 @@ class Run:
         return "\n".join(lines)
 
 
-def run_example(ex: Example, workarounds: "tuple[str, ...] | None" = None, hang_grace: float = 15.0) -> None:
+def run_example(ex: Example, hang_grace: float = 15.0) -> None:
     """Run one example; raise Violation with a full report when a check fails.
-    workarounds: the known bugs to work around (default: KNOWN_BUGS)."""
-    run = Run(ex, KNOWN_BUGS if workarounds is None else workarounds, hang_grace)
+    hang_grace: seconds past a computed bound before svtree counts as hung."""
+    run = Run(ex, hang_grace)
     started = time.monotonic()
     keep = False
     try:

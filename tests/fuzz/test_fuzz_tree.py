@@ -67,72 +67,56 @@ def test_a_hand_written_tree_with_flood_slow_stop_and_a_main_command():
     svfuzz.run_example(ex)
 
 
-# --- known bugs, reported: the random test works around them (svfuzz.KNOWN_BUGS) ----------
-# Each xfails only with KnownBug, raised when the run fails with the bug's own symptom;
-# any other failure fails the test.
+# --- regression tests: bugs this fuzzer found, each as its minimal example -------------------
 
-class KnownBug(Exception):
-    pass
-
-
-def expect_known(ex, symptom: str, **kw) -> None:
-    try:
-        svfuzz.run_example(ex, workarounds=(), **kw)
-    except svfuzz.Violation as e:
-        if symptom in str(e):
-            raise KnownBug(str(e)) from None
-        raise
-
-
-@pytest.mark.xfail(reason="monitor-death-leak: after a monitor dies the core kills only the "
-                          "service's current process group and main pid; a setsid daemon (or a "
-                          "leftover of an earlier incarnation) is re-parented to svtree and runs "
-                          "unsupervised until the final sweep (core/tree.py on_monitor_exit)",
-                   raises=KnownBug, strict=False)
 @pytest.mark.parametrize("ex", [
     # a setsid daemon outlives its monitor
     Example(services=(Svc("a", (), behaviour="daemon"),),
             actions=(Action(0.1, "kill_monitor", 0, "KILL"),)),
-    # ... and then outlives its dependency at shutdown (b's daemon writes after a's TERM)
+    # ... and then its dependency at shutdown (b's daemon writes after a's TERM)
     Example(services=(Svc("a", ()), Svc("b", ("a",), behaviour="daemon", stubborn=True)),
             actions=(Action(0.1, "kill_monitor", 1, "KILL"),)),
     # the child a crashed run left behind outlives the monitor
     Example(services=(Svc("a", ()),),
             actions=(Action(0.1, "kill", 0, "KILL"), Action(0.5, "kill_monitor", 0, "KILL"))),
 ], ids=["daemon", "daemon-outlives-dependency", "crash-leftover"])
-def test_known_bug_monitor_death_leaks_processes(ex):
-    expect_known(ex, "processes left unsupervised under svtree")
+def test_a_dead_monitors_leftovers_do_not_run_unsupervised(ex):
+    """Was: the core SIGKILLed only the service's current process group and main pid; a
+    setsid daemon or an earlier incarnation's leftover was re-parented to svtree and ran
+    unsupervised until the final sweep (fixed in 6e5eb65)."""
+    svfuzz.run_example(ex)
 
 
-@pytest.mark.xfail(reason="sweep-kill-hang: once the final sweep SIGKILLs a leftover, reaping it "
-                          "never completes the shutdown (shutdown_progress calls sweep_progress only "
-                          "in phase 'sweep', not 'sweep_killed'; core/tree.py): svtree never exits",
-                   raises=KnownBug, strict=False)
-def test_known_bug_sweep_that_needs_sigkill_never_ends():
-    # the main command leaves a daemon that ignores SIGTERM; svtree must SIGKILL it after
-    # kill_grace and exit 7 (the main command's code)
-    ex = Example(services=(Svc("a", ()),), main=(0.3, 7, "stubborn"))
-    expect_known(ex, "svtree should have shut down by itself (the main command exited)", hang_grace=3.0)
+def test_a_sweep_that_needs_sigkill_ends():
+    """Was: once the final sweep SIGKILLed a leftover, reaping it never completed the
+    shutdown (sweep_progress ran only in phase 'sweep'): svtree never exited (fixed in
+    6e5eb65). The main command leaves a daemon that ignores SIGTERM."""
+    svfuzz.run_example(Example(services=(Svc("a", ()),), main=(0.3, 7, "stubborn")), hang_grace=3.0)
 
 
-@pytest.mark.xfail(reason="reload-queued-behind-removal: a reload requested while a removed service "
-                          "is still stopping is queued and never run (Core.retired() returns early for "
-                          "a service without replacement and skips retired_listeners; core/tree.py); "
-                          "`ctl reload` blocks",
-                   raises=KnownBug, strict=False)
-def test_known_bug_reload_queued_behind_a_removal_never_runs():
-    # b ignores TERM: removing it takes stop_timeout (1 s); a's edit is reloaded meanwhile
+def test_a_reload_queued_behind_a_removal_runs():
+    """Was: a reload requested while a removed service was still stopping was queued and
+    never run (Core.retired() skipped the listeners for a service without replacement);
+    `ctl reload` blocked (fixed in 6e5eb65). b ignores TERM: its removal takes 1 s."""
     ex = Example(services=(Svc("a", ()), Svc("b", (), behaviour="ignore_term", stop_timeout=1.0)),
                  actions=(Action(0.3, "reload", 1, "remove"), Action(0.1, "reload", 0, "change")))
-    expect_known(ex, "reload (change a) should apply, got timeout", hang_grace=5.0)
+    svfuzz.run_example(ex, hang_grace=5.0)
 
 
-@pytest.mark.xfail(reason="removed-dependent-not-waited: when the shutdown begins while a service "
-                          "removed by a reload is still stopping, its dependency gets SIGTERM at once "
-                          "(shutdown_progress takes dependents from the new plan; core/tree.py)",
-                   raises=KnownBug, strict=False)
-def test_known_bug_shutdown_does_not_wait_for_a_removed_dependent():
-    # b depends on a and ignores TERM (1 s to stop); b is removed, SIGTERM 0.1 s later
+def test_shutdown_waits_for_a_dependent_a_reload_is_removing():
+    """Was: when the shutdown began while a removed service was still stopping, its
+    dependency got SIGTERM at once (dependents came from the new plan; fixed in 6e5eb65)."""
     ex = Example(services=(Svc("a", ()), Svc("b", ("a",), behaviour="ignore_term", stop_timeout=1.0)),
                  actions=(Action(0.3, "reload", 1, "remove"), Action(0.1, "sigterm")))
-    expect_known(ex, "order: a got its stop signal")
+    svfuzz.run_example(ex)
+
+
+def test_no_internal_error_when_monitors_exit_with_their_pipes():
+    """Was: one select() batch held a monitor's exit and the EOF of its output pipes;
+    on_monitor_exit closed the pipes, then the stale key was dispatched: EBADF, logged as
+    internal_error (fixed in 9bd47bd). Monitors of services that never started exit at
+    once at shutdown; it was a race (4 runs in 10), so five runs."""
+    ex = Example(services=(Svc("a", (), down=True), Svc("b", (), down=True), Svc("c", (), down=True)),
+                 actions=(Action(0.3, "sigterm"),))
+    for _ in range(5):
+        svfuzz.run_example(ex)
