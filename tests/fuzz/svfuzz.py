@@ -343,7 +343,11 @@ def examples(draw) -> Example:
 # Every line: KIND NAME PID TIME [EXTRA]. `date` runs before the write, so TIME is a
 # moment at which the writing process was certainly alive.
 LIB = """E='{events}'
-rec() {{ echo "$1 $N $$ $(date +%s%N) $2" >> "$E"; }}
+if [ -n "${{EPOCHREALTIME:-}}" ]; then  # bash: a timestamp without a fork
+  rec() {{ echo "$1 $N $$ ${{EPOCHREALTIME/./}}000 $2" >> "$E"; }}
+else
+  rec() {{ echo "$1 $N $$ $(date +%s%N) $2" >> "$E"; }}
+fi
 """
 
 # run waits on a child so that a trapped TERM is handled at once (dash runs the trap
@@ -356,6 +360,10 @@ TRAP_EXIT = "trap 'rec term; kill $c $z 2>/dev/null; rec exit 0; exit 0' TERM\n"
 
 def run_script(svc: Svc, lib: str) -> str:
     head = f"#!/bin/sh\nN={svc.name}\n. {lib}\nrec start\n"
+    if svc.type == "longrun" and svc.behaviour == "ignore_term":
+        # bash: its `term` line is written the moment the trap runs (no fork for the
+        # time), so a SIGKILL right after the TERM cannot hide the TERM.
+        head = head.replace("#!/bin/sh", "#!/bin/bash", 1)
     if svc.type == "oneshot":
         return head + f"sleep {svc.delay}\nrec oneshot-exit {svc.code}\nexit {svc.code}\n"
     b = svc.behaviour
@@ -902,6 +910,14 @@ class Model:
         elif verb == "restart":
             self.user_want[name] = "up"
             pend = self.stop_time(svc) + (svc.delay if svc.behaviour == "slow_stop" else 0) + 1.5
+            if svc.finish == "f125" and s in ("up", "done", "flap", "unknown"):
+                # the requested stop runs finish, which exits 125: "not restarted, stays
+                # down" (SPEC, as s6); a flapper or an unknown may have been between runs
+                self.status[name] = "down" if s in ("up", "done") else "unknown"
+                self.down_kind[name] = "ended"
+                self.pending[name] = max(self.pending[name], t + int(pend * 1e9))
+                self.converge(t)
+                return
             if s == "up":
                 self.expect_restart.append((name, t, "ctl restart"))
             if s in ("up", "done", "flap", "unknown"):
@@ -927,8 +943,11 @@ class Model:
         want_down = (self.user_want.get(name) == "down") or (svc.down and self.user_want.get(name) != "up")
         if want_down:
             self.status[name], self.down_kind[name] = "down", "user" if self.user_want.get(name) else "file"
-        elif s == "down" and self.down_kind.get(name) == "ended" and self.user_want.get(name):
-            self.status[name] = "unknown"  # the new record copies a want the policy changed
+        elif self.user_want.get(name) and (
+                (s == "down" and self.down_kind.get(name) == "ended") or svc.finish == "f125"):
+            # the new record copies the old one's want, which a restart policy or a
+            # finish exiting 125 (also after this stop) may have turned to down
+            self.status[name] = "unknown"
         elif s != "unknown":
             self._start_like(name, t, self.stop_time(svc) + 2.0)
             if s == "up" and self.status[name] == "up":
@@ -950,6 +969,8 @@ class Model:
 
     def reload_remove(self, name: str, t: int) -> None:
         svc = self.svcs.pop(name)
+        if svc.critical and svc.finish == "f125":
+            self.failures_possible.append(t)  # svtree counts its finish's 125 as "ended"
         self.status[name] = "removed"
         self.touched[name].append(t)
         self.pending[name] = max(self.pending[name], t + int((self.stop_time(svc) + 2.0) * 1e9))
@@ -1591,6 +1612,7 @@ class Run:
             for s in starts:
                 terms = [r for r in recs if r.kind == "term" and r.name == svc.name and r.pid == s.pid]
                 if not terms:
+                    self._died_without_term(svc, s, recs, ours)
                     continue
                 term = terms[0]
                 alive = [r for r in recs if r.kind == "alive" and r.name == svc.name and r.pid == s.pid]
@@ -1637,6 +1659,24 @@ class Run:
                 self.violations.append(
                     f"sweep: the main command's daemon was alive {(beats[-1].ts - terms[0].ts) / 1e9:.3f}s "
                     f"after SIGTERM, kill_grace={self.ex.kill_grace}")
+
+    def _died_without_term(self, svc: Svc, start: Rec, recs, ours) -> None:
+        """A TERM-ignoring main that died while svtree ran, not by our hand, with no `term`
+        line (written the instant its trap runs): SIGKILL without the stop signal first."""
+        if svc.behaviour != "ignore_term" or not self.observer:
+            return
+        death = self.observer.deaths.get((svc.name, start.pid))
+        if death is None:
+            return
+        # (Killed by the kernel as svtree, PID 1 of the namespace, exited: that is wrong
+        # too, svtree must stop every service before it exits.)
+        if any(start.ts <= t <= death + int(1e9) for t, _, _ in ours.get(svc.name, [])):
+            return
+        self.count("kill not early")
+        self.violations.append(
+            f"kill: {svc.name} (pid {start.pid}) ignores TERM and was killed before its TERM trap "
+            f"could run (SIGKILL without, or at once after, the stop signal), "
+            f"{(death - start.ts) / 1e9:.3f}s after it started")
 
     def check_finish_timing(self, recs) -> None:
         for svc in self.model.all_svcs().values():
