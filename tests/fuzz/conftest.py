@@ -7,8 +7,8 @@ this conftest (both directories are plain rootdir-relative test directories).
 
 Profiles (registered here, applied only to the fuzz tests, never loaded globally so the
 unit tests keep their own settings):
-  ci    the default, what .ci/run gets: a handful of examples, the whole fuzz suite well
-        under 3 minutes on 2 cores
+  ci    the default, what .ci/run gets: a handful of examples (derandomized: the same ones
+        every run), the whole fuzz suite well under 3 minutes on 2 cores
   long  SVTREE_FUZZ_PROFILE=long: 200 examples per test run (about half an hour);
         tests/fuzz/long_run.sh repeats runs until a time budget is spent
 """
@@ -36,15 +36,19 @@ _COMMON = dict(
     report_multiple_bugs=False,
 )
 
-# SVTREE_FUZZ_DB: a directory of its own for hypothesis's example database (a planted-bug
-# demonstration must not replay, or save, the failures of other runs).
+# ci is derandomized: CI must be reproducible (the same 14 examples on every run, and a
+# red CI is a real regression); exploring new trees is the long profile's job. That also
+# means no example database for ci (hypothesis refuses one with derandomize).
+settings.register_profile("ci", max_examples=14, derandomize=True, **_COMMON)
+
+# SVTREE_FUZZ_DB: a directory of its own for the long profile's example database (a
+# planted-bug demonstration must not replay, or save, the failures of other runs).
+_LONG = dict(_COMMON)
 if os.environ.get("SVTREE_FUZZ_DB"):
     from hypothesis.database import DirectoryBasedExampleDatabase
 
-    _COMMON["database"] = DirectoryBasedExampleDatabase(os.environ["SVTREE_FUZZ_DB"])
-
-settings.register_profile("ci", max_examples=14, **_COMMON)
-settings.register_profile("long", max_examples=200, **_COMMON)
+    _LONG["database"] = DirectoryBasedExampleDatabase(os.environ["SVTREE_FUZZ_DB"])
+settings.register_profile("long", max_examples=200, **_LONG)
 
 # Stopping a run (Ctrl-C, or SIGINT/SIGTERM to a background run, whose shell ignored
 # SIGINT for it) must go through every example's `finally`, which kills its svtree.
