@@ -23,5 +23,11 @@ while [ "$(date +%s)" -lt "$deadline" ]; do
     SVTREE_FUZZ_DB="$logdir/db-$i" \
         "$python" -m pytest -q -p no:cacheprovider tests/fuzz -k random_trees >"$logdir/run-$i.log" 2>&1
     rc=$?
-    echo "run $i: pytest exit $rc, $(date -u +%FT%TZ), $(wc -l <"$logdir/stats.jsonl" 2>/dev/null || echo 0) examples so far" >>"$logdir/summary"
+    now=$(wc -l <"$logdir/stats.jsonl" 2>/dev/null || echo 0)
+    echo "run $i: pytest exit $rc, $(date -u +%FT%TZ), $now examples so far" >>"$logdir/summary"
+    if [ "$now" = "${before:-0}" ] && [ "$(date +%s)" -lt "$deadline" ]; then
+        echo "run $i ran no example: stopping (see $logdir/run-$i.log)" >>"$logdir/summary"
+        exit 1
+    fi
+    before=$now
 done
