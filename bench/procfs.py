@@ -2,7 +2,7 @@
 states, private memory and context switches.
 
 A system under test runs as PID 1 of `unshare --pid --fork --mount-proc`, which mounts a
-proc of its own in a mount namespace of its own. `/proc/HOSTPID/root/proc` is that mount
+proc of its own in a mount namespace of its own. `/proc/HOSTPID` + `/root` + `/proc` is that mount
 seen from outside, so listing it lists exactly the namespace's processes (by their pids
 inside it) in one getdents, without walking /proc/*/task/*/children.
 """
@@ -32,7 +32,7 @@ class NsProc:
 
     def __init__(self, pid1: int) -> None:
         self.pid1 = pid1
-        self.root = f"/proc/{pid1}/root/proc"
+        self.root = os.path.join(f"/proc/{pid1}", "root", "proc")
 
     def mounted(self) -> bool:
         """True once unshare has mounted the namespace's own proc (before that, the path
