@@ -68,15 +68,35 @@ def fork_quiet() -> int:
     return pid
 
 
+# Signals 32 and 33 are reserved by glibc (thread cancellation, setxid): sigaction()
+# refuses them, so Python cannot set them back, yet a parent may have left them ignored
+# (GNU make starts its recipes so). The raw system call can; a zeroed kernel sigaction is
+# SIG_DFL, no flags, empty mask, whatever the architecture's field order.
+_SYS_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
+_RESERVED_SIGNALS = (32, 33)
+
+
+def _reset_reserved_signals() -> None:
+    if _libc is None or _SYS_RT_SIGACTION is None:
+        return
+    import ctypes
+
+    act = ctypes.create_string_buffer(64)
+    for sig in _RESERVED_SIGNALS:
+        _libc.syscall(_SYS_RT_SIGACTION, sig, act, None, 8)
+
+
 def reset_signal_dispositions() -> None:
-    """Every catchable signal back to SIG_DFL (undoing CPython's SIG_IGN of SIGPIPE and
-    SIGXFSZ and any handler of ours), and no wakeup fd."""
+    """Every signal back to SIG_DFL (undoing CPython's SIG_IGN of SIGPIPE and SIGXFSZ,
+    any handler of ours, and an inherited SIG_IGN of glibc's reserved ones), and no
+    wakeup fd."""
     _signal.set_wakeup_fd(-1)
     for s in _CATCHABLE:
         try:
             _signal.signal(s, _SIG_DFL)
         except (OSError, ValueError):
             pass
+    _reset_reserved_signals()
 
 
 def close_fds_except(keep) -> None:
