@@ -1402,10 +1402,15 @@ class Run:
             cands.append(self.t_exit)
         return min(cands) if cands else None
 
-    def shutdown_hi(self) -> "int | None":
-        """The latest moment by which the shutdown had certainly begun."""
+    def shutdown_hi(self, possible: bool = False) -> "int | None":
+        """The latest moment by which the shutdown had certainly begun; with `possible`,
+        also by which a failure that may shut svtree down would have (for the order
+        check only: as a reference of the shutdown's duration it would inflate it)."""
         m = self.model
         cands = [hi for _, hi in m.failures_certain]
+        if possible:
+            finish = max((s.finish_time() for s in m.all_svcs().values()), default=0.0)
+            cands += [t + int((finish + 3.0) * 1e9) for t in m.failures_possible if t]
         if self.t_sigterm is not None:
             cands.append(self.t_sigterm)
         recs = self.records()
@@ -1454,6 +1459,11 @@ class Run:
             if m.failed_certain():
                 own_end = (self.shutdown_hi() or now_ns()) + int(self.shutdown_bound() * 1e9)
                 why = "a critical service ended for good or a boot oneshot failed"
+            elif m.failures_possible:
+                # It may shut down by itself (how the spec's "ends for good" is read):
+                # give it the time, so that such a shutdown is checked too, then SIGTERM.
+                self._wait_exit(max(0.0, (max(m.failures_possible) - now_ns()) / 1e9)
+                                + max(s.finish_time() for s in m.all_svcs().values()) + 3.0)
             elif self.ex.main:
                 starts = [r for r in self.records() if r.kind == "main-start"]
                 if starts:
@@ -1546,7 +1556,7 @@ class Run:
     def check_order(self, recs) -> None:
         """Every dependent (transitively, in any version of the tree) was gone before its
         dependency got the stop signal of the shutdown."""
-        lo, hi = self.shutdown_lo(), self.shutdown_hi()
+        lo, hi = self.shutdown_lo(), self.shutdown_hi(possible=True)
         if hi is None:
             return
         m = self.model
