@@ -721,10 +721,16 @@ class Model:
             return False
         return None
 
-    def deps_ok(self, name: str) -> "bool | None":
-        """Whether the core will find every dependency ready (or done) at one moment."""
+    def deps_ok(self, name: str, t: "int | None" = None) -> "bool | None":
+        """Whether the core will find every dependency ready (or done) at one moment;
+        with `t`, for a start the core makes at t: a dependency a reload is restarting
+        is not ready until its new record runs, which it may never do (its own
+        dependency may go down first), so it counts as unknown meanwhile."""
         deps = self.svcs[name].deps
         vals = [self.satisfied(d) for d in deps]
+        if t is not None:
+            vals = [None if v is True and self.deferred_start.get(d, -1) >= t else v
+                    for d, v in zip(deps, vals)]
         if any(v is False for v in vals):
             return False
         if any(v is None for v in vals):
@@ -796,7 +802,7 @@ class Model:
 
     def _start_like(self, name: str, t: int, pending_s: float = 1.5) -> None:
         """A start the core makes (it waits for the dependencies)."""
-        ok = self.deps_ok(name)
+        ok = self.deps_ok(name, t)
         if ok is None:
             self.status[name] = "unknown"
         elif ok is False:
@@ -819,14 +825,14 @@ class Model:
             if t > until:
                 del self.deferred_start[name]
             elif self.status.get(name) == "up":
-                ok = self.deps_ok(name)
+                ok = self.deps_ok(name, t)
                 if ok is not True:  # a dependency went away before the new record started
                     self.status[name] = "waiting" if ok is False else "unknown"
         changed = True
         while changed:
             changed = False
             for name in self.order():
-                if self.status[name] == "waiting" and self.deps_ok(name) is not False:
+                if self.status[name] == "waiting" and self.deps_ok(name, t) is not False:
                     self._start_like(name, t)
                     changed = self.status[name] != "waiting"
         self._update_booted(t)
