@@ -153,7 +153,8 @@ class Monitor:
                 self.feed(Event(Ev.EXITED, code=code, sig=sig, strays=bool(self.strays())))
             elif pid == self.finish_pid:
                 self.finish_pid = None
-                self.feed(Event(Ev.FINISH_EXITED, code=code if code is not None else 256 + sig))
+                self.feed(Event(Ev.FINISH_EXITED, code=code if code is not None else 256 + sig,
+                                strays=bool(self.strays())))
             elif pid == self.probe_pid:
                 self.probe_pid = None
                 if code == 0 and self.probing:

@@ -60,7 +60,7 @@ class Event:
     pid: "int | None" = None
     code: "int | None" = None  # exit code (EXITED: None when killed by a signal)
     sig: int = 0  # the signal that killed run (EXITED)
-    strays: bool = False  # EXITED / WANT_DOWN: processes run left behind still exist
+    strays: bool = False  # EXITED / WANT_DOWN / FINISH_EXITED: processes run left behind exist
 
 
 class StopReason(str, enum.Enum):
@@ -86,6 +86,9 @@ class Status:
     stop_reason: StopReason = StopReason.NONE
     gave_up: bool = False  # ended for good (policy, finish 125, oneshot failure)
     finish_code: "int | None" = None  # last finish exit code
+    # run's last exit has been dealt with (finish ran, or there is none): a stop of what
+    # it left behind must not run finish again. False from spawn until _decide.
+    exit_handled: bool = True
 
     @property
     def failed_exit(self) -> bool:
@@ -168,6 +171,7 @@ def _spawn(spec, st: Status, now: float, counts_as_restart: bool):
         ready=False,
         stop_reason=StopReason.NONE,
         gave_up=False,
+        exit_handled=False,
         restarts=st.restarts + (1 if counts_as_restart else 0),
     )
     return st, [Spawn()]
@@ -190,7 +194,7 @@ def _after_run_gone(spec, st: Status, now: float):
 
 def _decide(spec, st: Status, now: float):
     """After run and finish: restart now, back off, or stay down. One place for policy."""
-    st = replace(st, deadline=None, pid=None, ready=False)
+    st = replace(st, deadline=None, pid=None, ready=False, exit_handled=True)
     if st.finish_code == 125:
         return replace(st, state=State.DOWN, want=Want.DOWN, gave_up=True), []
     if spec.type == "oneshot":
@@ -220,6 +224,14 @@ def _decide(spec, st: Status, now: float):
         st, state=State.BACKOFF, quick_deaths=deaths, deadline=now + delay,
         stop_reason=StopReason.NONE,
     ), []
+
+
+def _stop_strays(spec, st: Status, now: float):
+    """Nothing runs, but run left processes behind: they get stop_signal, then SIGKILL at
+    stop_timeout (STOPPING ends with STRAYS_GONE)."""
+    st = replace(st, state=State.STOPPING, deadline=now + spec.stop_timeout,
+                 stop_reason=StopReason.REQUESTED)
+    return st, [Kill(spec.stop_signal, "all")]
 
 
 def _record_exit(st: Status, ev: Event, now: float) -> Status:
@@ -256,9 +268,7 @@ def down_idle(spec, st, ev, now):
     """Wanted down while nothing runs: only strays a crash left behind need stopping."""
     st = replace(st, want=Want.DOWN)
     if ev.strays:
-        st = replace(st, state=State.STOPPING, deadline=now + spec.stop_timeout,
-                     stop_reason=StopReason.REQUESTED)
-        return st, [Kill(spec.stop_signal, "all")]
+        return _stop_strays(spec, st, now)
     return replace(st, state=State.DOWN, deadline=None), []
 
 
@@ -330,6 +340,8 @@ def stopping_exited(spec, st, ev, now):
 def strays_gone(spec, st, ev, now):
     if st.pid is not None:
         return st, []
+    if st.exit_handled:  # only leftovers were being stopped: finish ran for run's exit
+        return _decide(spec, st, now)
     return _after_run_gone(spec, replace(st, deadline=None), now)
 
 
@@ -347,7 +359,12 @@ def stop_when_stopped(spec, st, ev, now):
 
 
 def finish_exited(spec, st, ev, now):
-    return _decide(spec, replace(st, finish_code=ev.code, deadline=None), now)
+    stop_requested = st.want is Want.DOWN and st.stop_reason is StopReason.REQUESTED
+    st, effects = _decide(spec, replace(st, finish_code=ev.code, deadline=None), now)
+    if stop_requested and ev.strays and st.state is State.DOWN:
+        # Stopped while finish ran (run had crashed): what run left behind goes too.
+        return _stop_strays(spec, st, now)
+    return st, effects
 
 
 def finish_overdue(spec, st, ev, now):
@@ -374,6 +391,8 @@ def done_stop(spec, st, ev, now):
         return replace(st, state=State.FINISHING, deadline=now + spec.finish_timeout), [
             RunFinish(st.finish_exit_arg, st.exit_signal)
         ]
+    if ev.strays:  # processes the oneshot left running are stopped with it
+        return _stop_strays(spec, replace(st, exit_handled=True), now)
     return replace(st, state=State.DOWN), []
 
 

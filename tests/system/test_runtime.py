@@ -14,6 +14,14 @@ from conftest import children, descendants, needs_pidns, proc_status, wait_for, 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def events(tree, kind=None):
     rows = tree.event_lines()
     return [r for r in rows if kind is None or r[0] == kind]
@@ -171,6 +179,31 @@ def test_sigkill_after_stop_timeout_reaches_the_group_and_escapees(tree, run_svt
     assert events(tree, "term")  # it did get the stop signal first
     assert children(monitor) == []
     assert not [p for p in service_procs if os.path.exists(f"/proc/{p}")]
+    assert sv.stop() == 0
+
+
+def test_a_stop_during_finish_stops_what_the_crash_left(tree, run_svtree):
+    """Found by the fuzzer: run crashed leaving a child, `ctl stop` came while finish ran;
+    the service went down with the child still running (and unsupervised once its
+    monitor exited). Now the stop ends only when the child is gone, and finish runs once."""
+    tree.service("crasher", tree.sh("""
+        [ -e crashed ] && exec sleep 1000
+        touch crashed
+        sleep 1000 & echo $! > leftover.pid
+        kill -USR1 $$
+    """), finish=tree.sh("echo finish crasher $(date +%s%N) >> $EVENTS\nsleep 0.5\n"))
+    sv = run_svtree()
+
+    def leftovers():
+        return [p for p in descendants(sv.pid1) if _cmdline(p) == b"sleep\x001000\x00"]
+
+    wait_for(lambda: events(tree, "finish"), what="finish to run")
+    (leftover,) = leftovers()  # the crash left it; finish is running
+    r = sv.ctl("stop", "--wait", "crasher")
+    assert r.returncode == 0, r.stderr
+    assert sv.status()["crasher"]["state"] == "down"
+    assert leftovers() == [] and not os.path.exists(f"/proc/{leftover}"), "the crash's leftover still runs"
+    assert len(events(tree, "finish")) == 1
     assert sv.stop() == 0
 
 

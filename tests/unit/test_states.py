@@ -138,6 +138,53 @@ def test_strays_keep_a_stop_going_until_they_are_gone():
     assert st.state is State.DOWN
 
 
+def test_a_stop_while_finish_runs_stops_what_the_crashed_run_left():
+    """Found by the fuzzer: a stop (ctl stop, removal, shutdown) that came while finish
+    ran after a crash ended in DOWN and left the crash's leftovers running."""
+    spec = replace(SPEC, finish="/x/finish")
+    st, _ = up(spec)
+    st, eff = feed(spec, st, Event(Ev.EXITED, code=None, sig=10, strays=True), now=1.0)
+    assert st.state is State.FINISHING and eff == [RunFinish(256, 10)]  # a crash: left alone
+    st, eff = feed(spec, st, Event(Ev.WANT_DOWN, strays=True), now=1.1)
+    assert st.state is State.FINISHING and eff == []
+    st, eff = feed(spec, st, Event(Ev.FINISH_EXITED, code=0, strays=True), now=1.2)
+    assert st.state is State.STOPPING and eff == [Kill(15, "all")] and st.deadline == 11.2
+    st, eff = feed(spec, st, Event(Ev.TIMEOUT), now=11.2)
+    assert eff == [Kill(9, "all")]
+    st, eff = feed(spec, st, Event(Ev.STRAYS_GONE), now=11.3)
+    assert st.state is State.DOWN and st.want is Want.DOWN and eff == []  # finish ran once
+
+
+def test_without_a_stop_finish_leaves_the_leftovers_and_restarts():
+    spec = replace(SPEC, finish="/x/finish")
+    st, _ = up(spec)
+    st, _ = feed(spec, st, Event(Ev.EXITED, code=None, sig=10, strays=True), now=5.0)
+    st, eff = feed(spec, st, Event(Ev.FINISH_EXITED, code=0, strays=True), now=5.1)
+    assert st.state is State.STARTING and eff == [Spawn()]
+
+
+def test_stopping_leftovers_in_backoff_does_not_run_finish_again():
+    spec = replace(SPEC, finish="/x/finish")
+    st, _ = up(spec)
+    st, _ = feed(spec, st, Event(Ev.EXITED, code=1, strays=True), now=0.1)
+    st, _ = feed(spec, st, Event(Ev.FINISH_EXITED, code=0, strays=True), now=0.2)
+    assert st.state is State.BACKOFF
+    st, eff = feed(spec, st, Event(Ev.WANT_DOWN, strays=True), now=0.3)
+    assert st.state is State.STOPPING and eff == [Kill(15, "all")]
+    st, eff = feed(spec, st, Event(Ev.STRAYS_GONE), now=0.4)
+    assert st.state is State.DOWN and eff == []
+
+
+def test_a_done_oneshots_leftovers_are_stopped_with_it():
+    spec = replace(SPEC, type="oneshot")
+    st, _ = up(spec)
+    st, _ = feed(spec, st, Event(Ev.EXITED, code=0), now=1.0)
+    st, eff = feed(spec, st, Event(Ev.WANT_DOWN, strays=True), now=2.0)
+    assert st.state is State.STOPPING and eff == [Kill(15, "all")]
+    st, eff = feed(spec, st, Event(Ev.STRAYS_GONE), now=2.1)
+    assert st.state is State.DOWN and eff == []
+
+
 def test_restart_stops_then_starts_at_once_and_counts():
     st, _ = up()
     st, eff = feed(SPEC, st, Event(Ev.RESTART), now=1.0)
@@ -183,7 +230,7 @@ events = st.sampled_from([
     Event(Ev.SPAWN_FAILED), Event(Ev.EXITED, code=0), Event(Ev.EXITED, code=None, sig=9),
     Event(Ev.EXITED, code=1, strays=True), Event(Ev.READY), Event(Ev.TIMEOUT),
     Event(Ev.FINISH_EXITED, code=0), Event(Ev.FINISH_EXITED, code=125), Event(Ev.STRAYS_GONE),
-    Event(Ev.WANT_DOWN, strays=True),
+    Event(Ev.WANT_DOWN, strays=True), Event(Ev.FINISH_EXITED, code=0, strays=True),
 ])
 specs = st.sampled_from([
     SPEC, replace(SPEC, finish="/f"), replace(SPEC, ready_command="true"),
