@@ -670,7 +670,9 @@ class Model:
         self.booted: "bool | None" = False
         self.booted_at: "int | None" = None
         self.boot_failure = False
-        self.failures_certain: "list[tuple[int, int]]" = []  # (lo, hi) of shutdown start
+        # (lo, hi, name): when the shutdown a failure of `name` causes starts, at the
+        # earliest and at the latest
+        self.failures_certain: "list[tuple[int, int, str]]" = []
         self.failures_possible: "list[int]" = []
         self.added = 0
         self.edits = 0
@@ -796,9 +798,22 @@ class Model:
     def _oneshot_failed_run(self, name: str, t: int) -> None:
         """A oneshot failed after boot: a failure of the tree only if boot never completed."""
         if self.booted is False and not self.svcs[name].down:
-            self.failures_certain.append((t, t + int(3e9)))
+            self.failures_certain.append((t, t + int(3e9), name))
         elif self.booted is not True:
             self.failures_possible.append(t)
+
+    def _interrupt_failure(self, name: "str | None", t: int) -> None:
+        """A stop, restart, removal, monitor death (name) or shutdown (None) that comes
+        before svtree may have concluded a failure (a critical service's finish may still
+        run, or its monitor has not reported yet): it can prevent the failure (a
+        requested stop ends in down, not "ended for good"). Certain becomes possible."""
+        keep = []
+        for lo, hi, who in self.failures_certain:
+            if t < hi and (name is None or who == name):
+                self.failures_possible.append(lo)
+            else:
+                keep.append((lo, hi, who))
+        self.failures_certain = keep
 
     def _start_like(self, name: str, t: int, pending_s: float = 1.5) -> None:
         """A start the core makes (it waits for the dependencies)."""
@@ -872,7 +887,7 @@ class Model:
             self.status[name], self.down_kind[name] = "down", "ended"
             if svc.critical:
                 self.failures_certain.append(
-                    (t, t + int((min(extra, svc.stop_timeout) + svc.finish_time() + 1.5) * 1e9)))
+                    (t, t + int((min(extra, svc.stop_timeout) + svc.finish_time() + 1.5) * 1e9), name))
         else:
             self.status[name] = "unknown"
             if svc.critical:
@@ -883,6 +898,7 @@ class Model:
         if not hit or name not in self.svcs:
             return
         self.touched[name].append(t)
+        self._interrupt_failure(name, t)
         if self.status[name] == "up" and t >= self.pending[name]:
             self._start_like(name, t)
         elif self.status[name] == "up":
@@ -894,6 +910,8 @@ class Model:
         svc = self.svcs[name]
         self.touched[name].append(t)
         s = self.status[name]
+        if verb in ("stop", "restart"):
+            self._interrupt_failure(name, t)
         if svc.critical and svc.finish == "f125" and verb in ("stop", "restart") and s != "down":
             # finish exits 125 after the requested stop: svtree counts that as "ended for
             # good" and fails the tree; the spec can be read either way.
@@ -942,6 +960,7 @@ class Model:
     def reload_change(self, name: str, t: int) -> None:
         """The service's run changed: the old one stops, a new record starts it."""
         svc = self.svcs[name]
+        self._interrupt_failure(name, t)
         if svc.critical and svc.finish == "f125":
             self.failures_possible.append(t)  # as for ctl stop/restart
         self.touched[name].append(t)
@@ -975,6 +994,7 @@ class Model:
 
     def reload_remove(self, name: str, t: int) -> None:
         svc = self.svcs.pop(name)
+        self._interrupt_failure(name, t)
         if svc.critical and svc.finish == "f125":
             self.failures_possible.append(t)  # svtree counts its finish's 125 as "ended"
         self.status[name] = "removed"
@@ -1145,6 +1165,7 @@ class Run:
             if self.alive():
                 self.t_sigterm = now_ns()
                 self.sv.signal(signal.SIGTERM)
+                m._interrupt_failure(None, self.t_sigterm)
             self.log.append(Done(t, "sigterm", "", "", "sent" if self.t_sigterm else "svtree gone"))
             return
         if not names:
@@ -1173,7 +1194,10 @@ class Run:
                     monitor = int(proc_status(host)["PPid"])
                 except (OSError, KeyError, ValueError):
                     monitor = None
-                if monitor is not None and read_cmdline(monitor) != read_cmdline(self.sv.pid1):
+                # A monitor is forked from the core (same command line). Right after its
+                # monitor died, run's parent is the core itself (a subreaper): not a monitor.
+                if monitor is not None and (monitor == self.sv.pid1
+                                            or read_cmdline(monitor) != read_cmdline(self.sv.pid1)):
                     monitor = None
             hit = False
             if monitor is not None:
@@ -1396,7 +1420,7 @@ class Run:
     def shutdown_lo(self, now: bool = False) -> "int | None":
         """The earliest moment the shutdown may have begun."""
         m = self.model
-        cands = [t for t, _ in m.failures_certain] + list(m.failures_possible)
+        cands = [t for t, _, _ in m.failures_certain] + list(m.failures_possible)
         if self.t_sigterm is not None:
             cands.append(self.t_sigterm)
         recs = self.records()
@@ -1413,7 +1437,7 @@ class Run:
         also by which a failure that may shut svtree down would have (for the order
         check only: as a reference of the shutdown's duration it would inflate it)."""
         m = self.model
-        cands = [hi for _, hi in m.failures_certain]
+        cands = [hi for _, hi, _ in m.failures_certain]
         if possible:
             finish = max((s.finish_time() for s in m.all_svcs().values()), default=0.0)
             cands += [t + int((finish + 3.0) * 1e9) for t in m.failures_possible if t]
