@@ -120,3 +120,12 @@ def test_no_internal_error_when_monitors_exit_with_their_pipes():
                  actions=(Action(0.3, "sigterm"),))
     for _ in range(5):
         svfuzz.run_example(ex)
+
+
+def test_a_removal_during_finish_stops_what_the_crash_left():
+    """Was: a's run was killed (USR1) and left its child; the removal came while finish
+    ran; a went down with the child running, re-parented to svtree and unsupervised
+    until the final sweep (fixed in 4634100; ctl stop and shutdown took the same path)."""
+    ex = Example(services=(Svc("a", (), finish="slow"), Svc("b", ())),
+                 actions=(Action(0.3, "kill", 0, "USR1"), Action(0.05, "reload", 0, "remove")))
+    svfuzz.run_example(ex)
