@@ -359,12 +359,12 @@ def stop_when_stopped(spec, st, ev, now):
 
 
 def finish_exited(spec, st, ev, now):
-    stop_requested = st.want is Want.DOWN and st.stop_reason is StopReason.REQUESTED
-    st, effects = _decide(spec, replace(st, finish_code=ev.code, deadline=None), now)
-    if stop_requested and ev.strays and st.state is State.DOWN:
-        # Stopped while finish ran (run had crashed): what run left behind goes too.
-        return _stop_strays(spec, st, now)
-    return st, effects
+    st = replace(st, finish_code=ev.code, deadline=None)
+    if st.stop_reason is StopReason.REQUESTED and ev.strays:
+        # Stopped or restarted while finish ran (run had crashed): what run left behind
+        # is stopped first, as in any requested stop; then the decision (no second finish).
+        return _stop_strays(spec, replace(st, exit_handled=True), now)
+    return _decide(spec, st, now)
 
 
 def finish_overdue(spec, st, ev, now):

@@ -155,6 +155,17 @@ def test_a_stop_while_finish_runs_stops_what_the_crashed_run_left():
     assert st.state is State.DOWN and st.want is Want.DOWN and eff == []  # finish ran once
 
 
+def test_a_restart_while_finish_runs_stops_the_leftovers_then_starts():
+    spec = replace(SPEC, finish="/x/finish")
+    st, _ = up(spec)
+    st, _ = feed(spec, st, Event(Ev.EXITED, code=None, sig=10, strays=True), now=1.0)
+    st, _ = feed(spec, st, Event(Ev.RESTART), now=1.1)
+    st, eff = feed(spec, st, Event(Ev.FINISH_EXITED, code=0, strays=True), now=1.2)
+    assert st.state is State.STOPPING and st.want is Want.UP and eff == [Kill(15, "all")]
+    st, eff = feed(spec, st, Event(Ev.STRAYS_GONE), now=1.3)
+    assert st.state is State.STARTING and eff == [Spawn()]
+
+
 def test_without_a_stop_finish_leaves_the_leftovers_and_restarts():
     spec = replace(SPEC, finish="/x/finish")
     st, _ = up(spec)
