@@ -87,7 +87,8 @@ class Status:
     gave_up: bool = False  # ended for good (policy, finish 125, oneshot failure)
     finish_code: "int | None" = None  # last finish exit code
     # run's last exit has been dealt with (finish ran, or there is none): a stop of what
-    # it left behind must not run finish again. False from spawn until _decide.
+    # it left behind must not run finish again. False from spawn until _decide or a stop
+    # of leftovers only.
     exit_handled: bool = True
 
     @property
@@ -228,9 +229,9 @@ def _decide(spec, st: Status, now: float):
 
 def _stop_strays(spec, st: Status, now: float):
     """Nothing runs, but run left processes behind: they get stop_signal, then SIGKILL at
-    stop_timeout (STOPPING ends with STRAYS_GONE)."""
+    stop_timeout (STOPPING ends with STRAYS_GONE, then the decision: no second finish)."""
     st = replace(st, state=State.STOPPING, deadline=now + spec.stop_timeout,
-                 stop_reason=StopReason.REQUESTED)
+                 stop_reason=StopReason.REQUESTED, exit_handled=True)
     return st, [Kill(spec.stop_signal, "all")]
 
 
@@ -363,7 +364,7 @@ def finish_exited(spec, st, ev, now):
     if st.stop_reason is StopReason.REQUESTED and ev.strays:
         # Stopped or restarted while finish ran (run had crashed): what run left behind
         # is stopped first, as in any requested stop; then the decision (no second finish).
-        return _stop_strays(spec, replace(st, exit_handled=True), now)
+        return _stop_strays(spec, st, now)
     return _decide(spec, st, now)
 
 
@@ -392,7 +393,7 @@ def done_stop(spec, st, ev, now):
             RunFinish(st.finish_exit_arg, st.exit_signal)
         ]
     if ev.strays:  # processes the oneshot left running are stopped with it
-        return _stop_strays(spec, replace(st, exit_handled=True), now)
+        return _stop_strays(spec, st, now)
     return replace(st, state=State.DOWN), []
 
 
