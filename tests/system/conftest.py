@@ -222,6 +222,15 @@ def proc_status(pid: int) -> "dict[str, str]":
     return out
 
 
+def read_cmdline(pid: int) -> bytes:
+    """/proc/PID/cmdline as it is (NUL-separated), or b"" once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def zombies(pids) -> "list[int]":
     out = []
     for p in pids:

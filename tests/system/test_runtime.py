@@ -9,17 +9,9 @@ import time
 
 import pytest
 
-from conftest import children, descendants, needs_pidns, proc_status, wait_for, zombies
+from conftest import children, descendants, needs_pidns, proc_status, read_cmdline, wait_for, zombies
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def events(tree, kind=None):
@@ -195,7 +187,7 @@ def test_a_stop_during_finish_stops_what_the_crash_left(tree, run_svtree):
     sv = run_svtree()
 
     def leftovers():
-        return [p for p in descendants(sv.pid1) if _cmdline(p) == b"sleep\x001000\x00"]
+        return [p for p in descendants(sv.pid1) if read_cmdline(p) == b"sleep\x001000\x00"]
 
     wait_for(lambda: events(tree, "finish"), what="finish to run")
     (leftover,) = leftovers()  # the crash left it; finish is running
