@@ -232,7 +232,7 @@ class Monitor:
             fds[self.spec.notification_fd] = notify_w
         go_r, go_w = os.pipe()
         try:
-            pid = self._spawn([self.spec.run], fds, go_fd=go_r)
+            pid = self._spawn([*self.spec.interpreter, self.spec.run], fds, go_fd=go_r)
         except OSError as e:
             for fd in (go_r, go_w, notify_w):
                 if fd is not None:
@@ -266,7 +266,7 @@ class Monitor:
                 cwd = "/"
         try:
             self.finish_pid = osutil.spawn(
-                [path, *args], cwd=cwd, env=self.env, fds=fds, session=True,
+                [*s.interpreter, path, *args], cwd=cwd, env=self.env, fds=fds, session=True,
                 uid=s.uid, gid=s.gid, groups=s.groups,
             )
         except OSError:

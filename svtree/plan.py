@@ -44,6 +44,10 @@ class ServiceSpec:
     uid: "int | None" = None  # resolved from `user`
     gid: "int | None" = None  # resolved from `group`, else the user's primary group
     groups: "tuple[int, ...] | None" = None  # supplementary groups of `user`
+    # The program (and its arguments) that run and finish are handed to, when they are
+    # not programs themselves: ("/usr/bin/execlineb", "-P") for an s6-rc oneshot, whose
+    # `up` and `down` files are execline command lines. Empty: run and finish are execed.
+    interpreter: "tuple[str, ...]" = ()
     digest: str = ""  # content hash: every file of the directory and the settings
 
     @property
