@@ -31,10 +31,12 @@ commands:
              wait check shutdown (`svtree ctl --help`)
 
 DIR is --dir, else $SVTREE_DIR, else ./services.d if it exists, else /etc/services.d.
---s6-overlay ROOT runs s6-overlay v2's layout: ROOT/etc/cont-init.d scripts first, in
-order, then ROOT/etc/services.d, and ROOT/etc/cont-finish.d scripts at shutdown. It is
-chosen for ROOT=/ when no tree is given, there is no ./services.d and /etc has both
-services.d and cont-init.d.
+--s6-overlay ROOT runs s6-overlay's layouts: v3's s6-rc services of
+ROOT/etc/s6-overlay/s6-rc.d (the user and user2 bundles, in dependency order) and v2's
+ROOT/etc/cont-init.d scripts, ROOT/etc/services.d services and ROOT/etc/cont-finish.d
+scripts (at shutdown), in s6-overlay v3's order; S6_* variables are read. It is chosen
+for ROOT=/ when no tree is given, there is no ./services.d and /etc has s6-overlay/s6-rc.d,
+or both services.d and cont-init.d.
 """
 
 
@@ -110,7 +112,7 @@ def _seconds(text: str) -> float:
 def _choose_s6_overlay(args, command: str) -> "int | None":
     """--s6-overlay ROOT, or the automatic choice of ROOT=/ (see HELP): set args.s6_root
     to ROOT (absolute), else to None. Returns an exit code when ROOT is unusable."""
-    from svtree.compiler.s6overlay import SERVICES_DIR, automatic_root
+    from svtree.compiler.s6overlay import S6RC_DIR, SERVICES_DIR, automatic_root, has_tree
 
     args.s6_root = None
     root = args.s6_overlay
@@ -118,13 +120,14 @@ def _choose_s6_overlay(args, command: str) -> "int | None":
         root = automatic_root(args.dir)
         if root is not None:
             sys.stderr.write(f"{command}: no tree given and {os.path.join(root, 'etc')} has s6-overlay's "
-                             f"services.d and cont-init.d: running the s6-overlay v2 layout of {root} "
+                             f"directories: running the s6-overlay layout of {root} "
                              f"(give --dir {os.path.join(root, SERVICES_DIR)} for a plain tree)\n")
     if root is None:
         return None
-    if not os.path.isdir(os.path.join(root, SERVICES_DIR)):
+    if not has_tree(root):
         sys.stderr.write(f"{command}: --s6-overlay {root}: no directory {os.path.join(root, SERVICES_DIR)}"
-                         " (ROOT is the directory that holds etc/services.d, / in an image)\n")
+                         f" nor {os.path.join(root, S6RC_DIR)} (ROOT is the directory that holds etc/, "
+                         "/ in an image)\n")
         return 2
     args.s6_root = os.path.abspath(root)
     return None

@@ -48,6 +48,10 @@ class ServiceSpec:
     # not programs themselves: ("/usr/bin/execlineb", "-P") for an s6-rc oneshot, whose
     # `up` and `down` files are execline command lines. Empty: run and finish are execed.
     interpreter: "tuple[str, ...]" = ()
+    # The service whose stdin reads this one's stdout (its logger: a `log/` subdirectory,
+    # or s6-rc's producer-for). The logger is a service of its own in the plan, and this
+    # one depends on it, so it starts before its producer and stops after it.
+    logger: "str | None" = None
     digest: str = ""  # content hash: every file of the directory and the settings
 
     @property
@@ -63,6 +67,20 @@ class GlobalSettings:
     main_stop_timeout: float = 10.0
     log_format: str = "console"  # "console" | "json"
     output: str = "prefix"  # "prefix" | "raw"
+    # Set from s6-overlay's S6_* variables (svtree.compiler.s6env), not svtree.toml keys.
+    # boot_timeout: seconds the boot may take (every service wanted up ready, every oneshot
+    # done) before boot_failure applies; None: no limit.
+    boot_timeout: "float | None" = None
+    # What a failed boot does (a oneshot failed, or boot_timeout passed): "stop" the tree
+    # and exit 1 (svtree's rule), or go on without what failed and start the main
+    # command: "warn" (with a warning) or "continue" (silently).
+    boot_failure: str = "stop"
+    # TERM, INT and QUIT go to the main command while it runs, instead of starting the
+    # shutdown (which its exit then starts).
+    main_receives_signals: bool = False
+    # A directory to fill with svtree's environment before the boot, one file per
+    # variable, for s6-overlay's with-contenv and printcontenv; None: none.
+    container_environment: "str | None" = None
 
 
 @dataclass(frozen=True)
@@ -77,18 +95,38 @@ class Plan:
     # "s6-overlay" (root is ROOT, whose etc/cont-init.d and etc/cont-finish.d hold scripts).
     layout: str = "tree"
     root: str = ""
+    # s6-rc bundles of an s6-overlay tree: (name, the services it stands for), sorted.
+    bundles: "tuple[tuple[str, tuple[str, ...]], ...]" = ()
+    # The S6_* variables the plan was compiled with (name, value): part of source_digest.
+    s6_variables: "tuple[tuple[str, str], ...]" = ()
+    warnings: "tuple[str, ...]" = ()  # one line each, naming the file or variable
 
     def watch_paths(self) -> "tuple[str, ...]":
         """The directories whose changes may change this plan: what the watcher watches.
 
-        The cont-*.d directories of an s6-overlay tree only when they exist (a watch on a
-        missing directory fails); the tree's own directory always.
+        For an s6-overlay tree, those of its directories that exist (a watch on a missing
+        directory fails); the tree's own directory always.
         """
         if self.layout != "s6-overlay":
             return (self.source,)
         etc = os.path.join(self.root, "etc")
-        scripts = (os.path.join(etc, "cont-init.d"), os.path.join(etc, "cont-finish.d"))
-        return (self.source, *(d for d in scripts if os.path.isdir(d)))
+        others = (os.path.join(etc, "cont-init.d"), os.path.join(etc, "cont-finish.d"),
+                  os.path.join(etc, "s6-overlay", "s6-rc.d"), os.path.join(etc, "s6-overlay", "user-bundles.d"))
+        return tuple(d for d in (self.source, *others) if os.path.isdir(d))
+
+    def pipelines(self) -> "tuple[tuple[str, ...], ...]":
+        """Each chain of services whose stdout feeds the next one's stdin, from its first
+        producer to its last logger, sorted (s6-rc allows several producers per logger:
+        each producer starts a chain of its own)."""
+        loggers = {s.name: s.logger for s in self.services if s.logger}
+        fed = set(loggers.values())
+        chains = []
+        for first in sorted(set(loggers) - fed):
+            chain = [first]
+            while chain[-1] in loggers and loggers[chain[-1]] not in chain:
+                chain.append(loggers[chain[-1]])
+            chains.append(tuple(chain))
+        return tuple(chains)
 
     def by_name(self) -> "dict[str, ServiceSpec]":
         return {s.name: s for s in self.services}
@@ -143,6 +181,9 @@ def to_dict(plan: Plan) -> dict:
         "settings": asdict(plan.settings),
         "levels": [list(level) for level in plan.levels],
         "services": [asdict(s) for s in plan.services],
+        "bundles": [[name, list(members)] for name, members in plan.bundles],
+        "s6_variables": [list(pair) for pair in plan.s6_variables],
+        "warnings": list(plan.warnings),
     }
 
 
@@ -174,6 +215,9 @@ def from_dict(data: dict) -> Plan:
         source_digest=data.get("source_digest", ""),
         layout=layout,
         root=root,
+        bundles=_tuplify(data.get("bundles", [])),
+        s6_variables=_tuplify(data.get("s6_variables", [])),
+        warnings=_tuplify(data.get("warnings", [])),
     )
 
 

@@ -3,15 +3,16 @@
 Modules: discover (which directories are services), settings (the one key table),
 accounts (user/group -> ids), scripts (run/finish checks), graph (unknown names, cycles,
 levels), digest (content hashes), build (the pass that ties them; recompile), s6overlay
-(the s6-overlay v2 layout), planfile, command (`svtree compile`).
+(s6-overlay's layouts, with s6rc: its v3 source format, and s6env: its S6_* variables),
+planfile, command (`svtree compile`).
 """
 
 from __future__ import annotations
 
-from svtree.compiler.build import compile_tree, find_tree_dir, recompile
+from svtree.compiler.build import check_runnable, compile_tree, find_tree_dir, recompile
 from svtree.compiler.discover import NoTreeError
 from svtree.compiler.planfile import load_plan_file
 from svtree.compiler.settings import settings_markdown
 
-__all__ = ["NoTreeError", "compile_tree", "find_tree_dir", "load_plan_file", "recompile",
+__all__ = ["NoTreeError", "check_runnable", "compile_tree", "find_tree_dir", "load_plan_file", "recompile",
            "settings_markdown"]

@@ -16,7 +16,7 @@ from svtree.compiler.accounts import Accounts
 from svtree.compiler.digest import files_digest, service_digest, source_digest
 from svtree.compiler.discover import discover
 from svtree.compiler.graph import check_cycles, check_dependencies, start_levels
-from svtree.compiler.scripts import ScriptChecker
+from svtree.compiler.scripts import ScriptChecker, check_command_file
 from svtree.compiler.settings import (
     GLOBAL_KEYS, GLOBAL_SETTINGS, SERVICE_KEYS, SERVICE_SETTINGS, Invalid, Setting, check_keys,
     load_toml, parse_toml,
@@ -25,6 +25,7 @@ from svtree.errors import CompileError, Problem
 from svtree.plan import GlobalSettings, Plan, ServiceSpec
 
 SERVICE_FILE = "service.toml"
+LOG_DIR = "log"
 
 
 def find_tree_dir(explicit: "str | None") -> str:
@@ -69,8 +70,14 @@ class _Compiler:
         self.problems += problems + more
         return GlobalSettings(**{s.field: values.get(s.name, s.default) for s in GLOBAL_SETTINGS}), data
 
-    def read_service(self, name: str) -> _Read:
-        directory = os.path.join(self.directory, name)
+    def read_service(self, name: str, directory: "str | None" = None,
+                     commands: "tuple[str, ...] | None" = None) -> _Read:
+        """One service directory (DIR/NAME unless `directory` is given).
+
+        `commands` is the interpreter of an s6-rc oneshot, whose `up` and `down` files are
+        command lines for it rather than programs: they become run and finish.
+        """
+        directory = directory or os.path.join(self.directory, name)
         toml_path = os.path.join(directory, SERVICE_FILE)
         # One listing instead of a stat per optional file: this is most of the per-service cost.
         try:
@@ -98,26 +105,55 @@ class _Compiler:
             for key, e in errors.items():
                 self.problems.append(Problem(toml_path, e.message, key=key, hint=e.hint))
 
-        run = os.path.join(directory, "run")
-        finish = os.path.join(directory, "finish")
-        env_path = dict(resolved["environment"]).get("PATH")
-        self.problems += self.scripts.check(run, required=True, env_path=env_path)
-        has_finish = "finish" in present
-        if has_finish:
-            self.problems += self.scripts.check(finish, required=False, env_path=env_path)
+        run_file, finish_file = ("up", "down") if commands is not None else ("run", "finish")
+        run = os.path.join(directory, run_file)
+        finish = os.path.join(directory, finish_file)
+        has_finish = finish_file in present
+        if commands is not None:
+            self.problems += check_command_file(run, required=True)
+            if has_finish:
+                self.problems += check_command_file(finish, required=False)
+        else:
+            env_path = dict(resolved["environment"]).get("PATH")
+            self.problems += self.scripts.check(run, required=True, env_path=env_path)
+            if has_finish:
+                self.problems += self.scripts.check(finish, required=False, env_path=env_path)
 
         spec = ServiceSpec(
             name=name,
             path=directory,
             run=run,
             finish=finish if has_finish else None,
-            down="down" in present,
+            down="down" in present and commands is None,
             uid=identity.uid if identity else None,
             gid=identity.gid if identity else None,
             groups=identity.groups if identity else None,
+            interpreter=commands or (),
             **{s.field: resolved[s.name] for s in SERVICE_SETTINGS if s.field},
         )
         return _Read(spec, origins)
+
+    def read_with_logger(self, name: str) -> "dict[str, _Read]":
+        """DIR/NAME, and its logger DIR/NAME/log when it has one (s6's layout): the service
+        `NAME/log`, which NAME depends on (it starts first and stops last) and whose stdin
+        reads NAME's stdout. "/" is in no directory name, so NAME/log names nothing else."""
+        read = {name: self.read_service(name)}
+        directory = os.path.join(self.directory, name, LOG_DIR)
+        if not os.path.isdir(directory):
+            return read
+        producer = read[name]
+        logger = f"{name}/{LOG_DIR}"
+        read[logger] = self.read_service(logger, directory)
+        if producer.spec.type == "oneshot":
+            self.problems.append(Problem(directory, "a oneshot has no logger",
+                                         hint=f"remove {LOG_DIR}/, or make {name} a longrun"))
+        if read[logger].spec.type == "oneshot":
+            self.problems.append(Problem(directory, "a logger must be a longrun",
+                                         hint=f"remove type from its {SERVICE_FILE}"))
+        read[name] = _Read(replace(producer.spec, logger=logger,
+                                   depends_on=tuple(sorted({*producer.spec.depends_on, logger}))),
+                           producer.origins)
+        return read
 
     def _read_s6_file(self, setting: Setting, directory: str, toml_path: str, raw: dict,
                       values: dict, origins: dict) -> None:
@@ -193,7 +229,7 @@ def compile_tree(directory: str) -> Plan:
     compiler = _Compiler(directory)
     compiler.problems += found.problems
     settings, global_bytes = compiler.read_global(found.global_file)
-    read = {name: compiler.read_service(name) for name in found.names}
+    read = {n: r for name in found.names for n, r in compiler.read_with_logger(name).items()}
     return assemble(compiler, read, settings, global_bytes)
 
 
@@ -211,11 +247,30 @@ def recompile(plan: Plan) -> Plan:
     return compile_tree(plan.source)
 
 
+def check_runnable(plan: Plan) -> Plan:
+    """`plan`, unless `svtree run` cannot run it yet: loggers (a log/ subdirectory, s6-rc's
+    producer-for) are compiled, but the pipe between a service and its logger is not
+    wired yet. Raises CompileError then, so that run starts nothing and a reload that
+    adds one changes nothing, instead of running the logger beside a service whose
+    output goes elsewhere."""
+    by_name = plan.by_name()
+    problems = [
+        Problem(by_name[s.logger].path, f"loggers are not supported yet ({s.name} -> {s.logger})",
+                hint="svtree compile shows the pipeline; to run the tree now, remove the logger "
+                     "(a log/ directory, or producer-for and consumer-for)")
+        for s in plan.services if s.logger]
+    if problems:
+        raise CompileError(problems)
+    return plan
+
+
 def assemble(compiler: _Compiler, read: "dict[str, _Read]", settings: GlobalSettings,
              global_bytes: "bytes | None",
              files_of: "Callable[[ServiceSpec], str] | None" = None) -> Plan:
     """Check the dependency graph, then (only for a tree without problems) add digests and
-    start levels. `files_of(spec)` digests a service's files: its directory by default."""
+    start levels. `files_of(spec)` digests a service's files: its directory by default
+    (a logger's directory is inside its producer's: the producer's digest covers it, so a
+    changed logger restarts both, as a changed definition file of a service does)."""
     origin = compiler.dependency_origin(read)
     graph, problems = check_dependencies({n: r.spec.depends_on for n, r in read.items()}, origin)
     compiler.problems += problems

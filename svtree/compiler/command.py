@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import fields
 
 from svtree.compiler.build import compile_tree, find_tree_dir
 from svtree.compiler.discover import NoTreeError
@@ -25,8 +26,13 @@ def plural(count: int, noun: str) -> str:
 
 def describe_service(spec: ServiceSpec) -> str:
     """Flags, dependencies and every setting that differs from its default."""
+    finish = "down" if spec.interpreter else "finish"  # an s6-rc oneshot's down is its finish
     parts = [flag for flag, on in (("down", spec.down), ("critical", spec.critical),
-                                   ("finish", spec.finish is not None)) if on]
+                                   (finish, spec.finish is not None)) if on]
+    if spec.interpreter:
+        parts.append(f"run with {' '.join(spec.interpreter)}")
+    if spec.logger:
+        parts.append(f"logger = {toml_literal(spec.logger)}")
     if spec.depends_on:
         parts.append(f"depends_on = {toml_literal(spec.depends_on)}")
     for setting in SERVICE_SETTINGS:
@@ -45,12 +51,22 @@ def describe_service(spec: ServiceSpec) -> str:
 
 def render_plan(plan: Plan) -> str:
     """The plan as people read it: settings, then services level by level, then the start order."""
-    what = f"s6-overlay v2 tree of {plan.root}" if plan.layout == "s6-overlay" else f"tree {plan.source}"
+    what = f"s6-overlay tree of {plan.root}" if plan.layout == "s6-overlay" else f"tree {plan.source}"
     lines = [f"{what}: {plural(len(plan.services), 'service')} "
              f"in {plural(len(plan.levels), 'start level')}"]
     changed = [f"{s.name} = {s.show(getattr(plan.settings, s.field))}"
                for s in GLOBAL_SETTINGS if getattr(plan.settings, s.field) != s.default]
-    lines.append("svtree.toml: " + (", ".join(changed) if changed else "defaults"))
+    label = "svtree.toml and S6_* variables" if plan.layout == "s6-overlay" else "svtree.toml"
+    lines.append(f"{label}: " + (", ".join(changed) if changed else "defaults"))
+    if plan.layout == "s6-overlay":
+        lines.append("S6_* variables: " + (" ".join(f"{n}={v}" for n, v in plan.s6_variables) or "none"))
+        extra = [f"{f.name} = {toml_literal(getattr(plan.settings, f.name))}" for f in fields(plan.settings)
+                 if f.name not in {s.field for s in GLOBAL_SETTINGS}]
+        lines.append("s6-overlay settings: " + ", ".join(extra))
+    for name, members in plan.bundles:
+        lines.append(f"bundle {name}: {' '.join(members) or '(empty)'}")
+    for chain in plan.pipelines():
+        lines.append("pipeline: " + " -> ".join(chain))
     lines.append(describe_budget(worst_case_shutdown(plan)))
     by_name = plan.by_name()
     width = max((len(name) for name in by_name), default=0)
@@ -87,7 +103,8 @@ def compile_command(directory: "str | None", output: "str | None", as_json: bool
     --json so that stdout stays one JSON value. With `grace` (seconds, --grace), a
     worst-case shutdown longer than that is a warning on stderr; the exit stays 0, since
     the tree is valid and the grace time is the orchestrator's to raise.
-    `s6_overlay` is ROOT, for the s6-overlay v2 layout (DIR must then be None).
+    `s6_overlay` is ROOT, for s6-overlay's layouts (DIR must then be None). The plan's
+    warnings (S6_* variables and s6-rc files svtree ignores) go to stderr.
     """
     from svtree.compiler.s6overlay import SERVICES_DIR, automatic_root, compile_s6_overlay
 
@@ -100,21 +117,24 @@ def compile_command(directory: "str | None", output: "str | None", as_json: bool
     try:
         plan = compile_s6_overlay(root) if root is not None else compile_tree(tree)
     except NoTreeError as e:
-        hint = ("ROOT needs etc/services.d" if root is not None
+        hint = ("ROOT needs etc/services.d or etc/s6-overlay/s6-rc.d" if root is not None
                 else "give DIR, set $SVTREE_DIR, or create ./services.d")
         sys.stderr.write(f"{COMMAND}: no tree at {display_path(tree)}: {e.reason} ({hint})\n")
         return FAILURE
     except CompileError as e:
         for problem in e.problems:
             sys.stderr.write(problem.render() + "\n")
-        where = f"the s6-overlay v2 tree of {root}" if root is not None else display_path(tree)
+        where = f"the s6-overlay tree of {root}" if root is not None else display_path(tree)
         sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {where}\n")
         return FAILURE
+    for warning in plan.warnings:
+        sys.stderr.write(f"{COMMAND}: warning: {warning}\n")
     budget = worst_case_shutdown(plan)
     if as_json:
         data = to_dict(plan)
         data["worst_case_shutdown"] = round(budget.total, 3)
         data["shutdown_chain"] = [name for name, _ in budget.chain]
+        data["pipelines"] = [list(chain) for chain in plan.pipelines()]
         sys.stdout.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
     else:
         sys.stdout.write(render_plan(plan))

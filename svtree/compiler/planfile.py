@@ -22,7 +22,7 @@ def load_plan_file(path: str) -> Plan:
     plan = load(text, origin=path)
     s6 = plan.layout == "s6-overlay"
     what = f"--s6-overlay {plan.root}" if s6 else plan.source  # the argument that compiles it
-    tree = f"the s6-overlay v2 tree of {plan.root}" if s6 else f"the tree {plan.source}"
+    tree = f"the s6-overlay tree of {plan.root}" if s6 else f"the tree {plan.source}"
     again = f"run `svtree compile {what} -o {path}` again"
     try:
         fresh = recompile(plan)

@@ -65,13 +65,8 @@ class ScriptChecker:
         if data.startswith(ELF_MAGIC):
             return []
         problems = []
-        if b"\0" not in data[:8192] and b"\r\n" in data:
-            line = data[: data.index(b"\r\n")].count(b"\n") + 1
-            shown = display_path(path)
-            problems.append(Problem(
-                path, "has Windows (CRLF) line endings", line=line,
-                hint=f"convert it with dos2unix {shown} or sed -i 's/\\r$//' {shown}",
-            ))
+        if b"\0" not in data[:8192]:
+            problems += _crlf(path, data)
         if not data.startswith(b"#!"):
             if not data.strip():
                 problems.append(Problem(path, "is empty", hint="start it with #!/bin/sh"))
@@ -137,6 +132,37 @@ class ScriptChecker:
             else:
                 self._on_path[key] = shutil.which(program, path=search) is not None
         return self._on_path[key]
+
+
+def _crlf(path: str, data: bytes) -> "list[Problem]":
+    if b"\r\n" not in data:
+        return []
+    line = data[: data.index(b"\r\n")].count(b"\n") + 1
+    shown = display_path(path)
+    return [Problem(path, "has Windows (CRLF) line endings", line=line,
+                    hint=f"convert it with dos2unix {shown} or sed -i 's/\\r$//' {shown}")]
+
+
+def check_command_file(path: str, required: bool) -> "list[Problem]":
+    """An s6-rc oneshot's `up` (required) or `down`: a command line that execlineb reads,
+    not a program, so it needs no #! line and no executable bit."""
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(READ_LIMIT)
+    except FileNotFoundError:
+        if not required:
+            return []
+        return [Problem(path, f"missing: an s6-rc oneshot needs an {name} file",
+                        hint="write in it the command line to run, e.g. the path of a script")]
+    except IsADirectoryError:
+        return [Problem(path, "must be a file", hint=f"{name} holds a command line")]
+    except OSError as e:
+        return [Problem(path, f"cannot be read: {e.strerror}")]
+    if b"\0" in data:
+        return [Problem(path, "is not a command line (it holds NUL bytes)",
+                        hint=f"write in {name} the command to run, e.g. the path of a script")]
+    return _crlf(path, data)
 
 
 def _without_contenv(argument: str, env_path: "str | None") -> str:

@@ -249,6 +249,11 @@ def read_timeout_finish_file(path: str) -> float:
     return MAX_SECONDS if ms == 0 else ms / 1000.0
 
 
+def read_down_signal_file(path: str) -> str:
+    """s6's down-signal: a signal name, with or without SIG ("SIGHUP", "HUP")."""
+    return _read_text(path)
+
+
 def read_dependencies_dir(path: str) -> "list[str]":
     """s6-rc's dependencies.d/: one (empty) file per dependency, named after it."""
     if not os.path.isdir(path):
@@ -304,7 +309,7 @@ SERVICE_SETTINGS: "tuple[Setting, ...]" = (
             field="critical"),
     Setting("stop_signal", "signal", 15, signal_number,
             'name with or without SIG ("TERM", "SIGINT"), or a number', field="stop_signal",
-            default_doc='"TERM"'),
+            s6_file="down-signal", read_s6=read_down_signal_file, default_doc='"TERM"'),
     Setting("stop_timeout", "seconds", 10.0, seconds(),
             "after stop_signal, wait this long before SIGKILL to the whole process group",
             field="stop_timeout"),

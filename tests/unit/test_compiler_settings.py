@@ -67,7 +67,13 @@ def test_an_empty_service_toml_changes_nothing(scratch):
 
 def test_every_global_default_is_the_specs(scratch):
     plan = compile_tree(make_tree(scratch, {"a": {}}))
-    assert dataclasses.asdict(plan.settings) == SPEC_GLOBAL
+    settings = dataclasses.asdict(plan.settings)
+    assert {k: settings.pop(k) for k in SPEC_GLOBAL} == SPEC_GLOBAL
+    # Only s6-overlay's S6_* variables change the others; in a plain tree they are the
+    # spec's behaviour: a failed oneshot stops the tree, the boot has no time limit,
+    # TERM starts the shutdown, no environment directory is written.
+    assert settings == {"boot_failure": "stop", "boot_timeout": None, "main_receives_signals": False,
+                        "container_environment": None}
 
 
 def test_the_table_declares_exactly_the_spec_keys():

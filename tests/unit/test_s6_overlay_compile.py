@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -66,8 +67,10 @@ def test_without_scripts_it_is_the_plain_tree(scratch):  # noqa: F811
     os.makedirs(os.path.join(scratch, "etc", "cont-init.d"))
     plan = compile_s6_overlay(scratch)
     plain = compile_tree(os.path.join(scratch, "etc", "services.d"))
-    assert (plan.services, plan.levels, plan.settings, plan.source, plan.source_digest) == (
-        plain.services, plain.levels, plain.settings, plain.source, plain.source_digest)
+    assert (plan.services, plan.levels, plan.source, plan.source_digest) == (
+        plain.services, plain.levels, plain.source, plain.source_digest)
+    # S6_KEEP_ENV unset: with-contenv's directory is asked for (s6-overlay's default).
+    assert plan.settings == replace(plain.settings, container_environment="/run/s6/container_environment")
     assert (plan.layout, plain.layout) == ("s6-overlay", "tree")  # each reloads as it started
 
 
@@ -153,14 +156,14 @@ def test_plan_file_of_the_layout_loads_and_checks_as_that_layout(scratch, capsys
     target = os.path.join(scratch, "plan.json")
     assert cli.main(["compile", "--s6-overlay", root, "-o", target]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"s6-overlay v2 tree of {root}: 7 services in 4 start levels\n")
+    assert out.startswith(f"s6-overlay tree of {root}: 7 services in 4 start levels\n")
     plan = load_plan_file(target)  # nothing in this process says which layout: the file does
     assert plan == compile_s6_overlay(root)
     assert (plan.layout, plan.root) == ("s6-overlay", root)
     write_file(os.path.join(root, "etc", "cont-finish.d", "20-bye"), "#!/bin/sh\necho later\n", 0o755)
     with pytest.raises(PlanFileError) as info:  # a script outside DIR changed: stale too
         load_plan_file(target)
-    assert str(info.value) == (f"{target}: stale: the s6-overlay v2 tree of {root} changed since it was "
+    assert str(info.value) == (f"{target}: stale: the s6-overlay tree of {root} changed since it was "
                                f"compiled: run `svtree compile --s6-overlay {root} -o {target}` again")
 
 
@@ -218,7 +221,7 @@ def test_compile_without_a_tree_chooses_the_layout_by_itself(scratch, monkeypatc
     # As if / were ROOT: automatic_root() only ever looks at / in svtree itself.
     monkeypatch.setattr("svtree.compiler.s6overlay.automatic_root", lambda explicit: root)
     assert cli.main(["compile"]) == 0
-    assert capsys.readouterr().out.startswith(f"s6-overlay v2 tree of {root}: 7 services")
+    assert capsys.readouterr().out.startswith(f"s6-overlay tree of {root}: 7 services")
 
 
 def test_run_without_a_tree_chooses_the_layout_and_says_so(scratch, monkeypatch, capsys):  # noqa: F811
@@ -230,7 +233,7 @@ def test_run_without_a_tree_chooses_the_layout_and_says_so(scratch, monkeypatch,
     assert cli._choose_s6_overlay(args, "svtree run") is None
     assert args.s6_root == root and args.dir is None
     services_d = os.path.join(root, "etc", "services.d")
-    assert f"running the s6-overlay v2 layout of {root} (give --dir {services_d} for a plain tree)" \
+    assert f"running the s6-overlay layout of {root} (give --dir {services_d} for a plain tree)" \
         in capsys.readouterr().err
     plain = argparse.Namespace(dir=None, plan="plan.json", s6_overlay=None)
     assert cli._choose_s6_overlay(plain, "svtree run") is None
