@@ -12,23 +12,23 @@ from svtree import exitcodes, osutil
 
 def _load_plan(args):
     """The plan, or (None, exit code) after printing why there is none."""
-    from svtree.compiler import compile_tree, find_tree_dir, load_plan_file
+    from svtree.compiler import check_runnable, compile_tree, find_tree_dir, load_plan_file
     from svtree.errors import CompileError, PlanFileError, display_path
 
     try:
         if args.plan:
-            return load_plan_file(args.plan), None
-        root = getattr(args, "s6_root", None)  # cli.py checked ROOT/etc/services.d exists
+            return check_runnable(load_plan_file(args.plan)), None
+        root = getattr(args, "s6_root", None)  # cli.py checked ROOT has a tree
         if root:
             from svtree.compiler.s6overlay import compile_s6_overlay
 
-            return compile_s6_overlay(root), None
+            return check_runnable(compile_s6_overlay(root)), None
         directory = find_tree_dir(args.dir)
         if not os.path.isdir(directory):
             sys.stderr.write(f"svtree run: no tree at {display_path(directory)} "
                              "(give --dir DIR, set SVTREE_DIR, or create ./services.d)\n")
             return None, exitcodes.USAGE
-        return compile_tree(directory), None
+        return check_runnable(compile_tree(directory)), None
     except CompileError as e:
         for problem in e.problems:
             sys.stderr.write(problem.render() + "\n")

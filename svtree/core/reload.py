@@ -144,14 +144,14 @@ class Reloader:
             self.run()
 
     def run(self) -> None:
-        from svtree.compiler import recompile
+        from svtree.compiler import check_runnable, recompile
         from svtree.errors import CompileError
 
         core = self.core
         replies, self.replies = self.replies, []
         sources, self.sources = self.sources, []
         try:
-            new = recompile(core.plan)
+            new = check_runnable(recompile(core.plan))
         except CompileError as e:
             errors = [p.render() for p in e.problems]
             core.log.error("reload_rejected", trigger=",".join(sorted(set(sources))), errors=errors)
