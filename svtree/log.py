@@ -14,6 +14,7 @@ EVENTS = {
     "svtree_started": "the core is up (pid1, subreaper, services)",
     "child_subreaper": "not PID 1: became a child subreaper",
     "compile_failed": "the tree is invalid; nothing started",
+    "compile_warning": "something of the tree svtree ignores (an S6_* variable, an s6-rc file)",
     "service_started": "run was spawned (pid)",
     "service_ready": "readiness seen",
     "service_exited": "run exited (exit_code or signal, uptime)",

@@ -52,6 +52,8 @@ def run_command(args) -> int:
 
     settings = plan.settings
     log = logmod.setup(args.log_format or settings.log_format)
+    for warning in plan.warnings:  # S6_* variables and s6-rc files svtree ignores
+        log.warning("compile_warning", warning=warning)
     is_pid1 = os.getpid() == 1
     if not is_pid1:
         try:
