@@ -80,6 +80,9 @@ def run_command(args) -> int:
     core.t0 = started  # "N services up in T": from svtree's start, compile included
 
     def on_stop_signal(signum: int) -> None:
+        if settings.main_receives_signals and core.main_pid is not None and not core.shutting_down:
+            core.forward_signal(signum)  # S6_CMD_RECEIVE_SIGNALS: its exit starts the shutdown
+            return
         core.begin_shutdown(f"signal {signal.Signals(signum).name}")
 
     from svtree.core.reload import Reloader
