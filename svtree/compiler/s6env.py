@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from svtree.compiler.settings import MAX_SECONDS
+from svtree.compiler.settings import MAX_SECONDS, toml_literal
 from svtree.errors import Problem
 
 PREFIX = "S6_"
@@ -164,7 +164,7 @@ def read_s6_variables(environ: "Mapping[str, str]") -> S6Settings:
         try:
             variable.apply(s6, value)
         except BadValue as e:
-            s6.problems.append(Problem(WHERE, f"{e}, not {value!r}", key=name,
+            s6.problems.append(Problem(WHERE, f"{e}, not {toml_literal(value)}", key=name,
                                        hint="unset it or give a number"))
     return s6
 

@@ -300,6 +300,7 @@ def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None) ->
     for name in set(atomic) - wanted:
         read[name] = _Read(replace(read[name].spec, down=True), read[name].origins)
 
+    shown = {name: expand.names([name]) for name in sorted(bundles)}  # reports cycles of unused ones too
     used = tuple((n, v) for n, v in s6.used)
     plan = assemble(compiler, read, settings, global_bytes,
                     files_of=lambda spec: (script_digest(scripts[spec.name]) if spec.name in scripts
@@ -308,7 +309,6 @@ def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None) ->
     digest = plan.source_digest
     if mapped:  # a plan compiled with other values of these is stale
         digest = hashlib.sha256((digest + json.dumps(mapped)).encode()).hexdigest()
-    shown = {name: expand.names([name]) for name in sorted(bundles)}
     return replace(plan, layout="s6-overlay", root=root, source_digest=digest,
                    bundles=tuple(shown.items()) if atomic or any(bundles.values()) else (),
                    s6_variables=used, warnings=tuple(s6.warnings + warnings))
