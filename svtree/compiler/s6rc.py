@@ -285,3 +285,19 @@ def pipeline_name(directory: str) -> "str | None":
         return None
     names = read_name_list(path)
     return names[0] if len(names) == 1 else None
+
+
+def files_markdown() -> str:
+    """The README's table of s6-rc.d files, generated from the two tables above."""
+    out = ["| file | type | in svtree |", "| --- | --- | --- |"]
+    for file, types, what in SUPPORTED_FILES:
+        shown = ", ".join(f"`{f}`" for f in file.split(", "))
+        out.append(f"| {shown} | {types} | {what} |")
+    out.append("| `down` | longrun | ignored, with a warning (s6-rc ignores it too; a service no bundle "
+               "reaches is not started) |")
+    out.append("| `timeout-up` | oneshot | ignored, with a warning: up runs until it exits |")
+    for file, why in IGNORED_FILES:
+        out.append(f"| `{file}` | | ignored, with a warning: {why} |")
+    out.append("| `log/` | longrun | ignored (s6-rc ignores it: a logger is a service of its own, with "
+               "`consumer-for`) |")
+    return "\n".join(out) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -15,6 +16,7 @@ from svtree import cli
 from svtree.compiler import check_runnable, compile_tree, load_plan_file
 from svtree.compiler.s6env import variables_markdown
 from svtree.compiler.s6overlay import automatic_root, compile_s6_overlay
+from svtree.compiler.s6rc import files_markdown
 from svtree.errors import CompileError
 from svtree.plan import diff
 
@@ -283,9 +285,13 @@ def test_mapped_variables_are_part_of_the_source_digest(scratch):  # noqa: F811
     assert compile_s6_overlay(scratch, dict(NO_S6, S6_KILL_GRACETIME="1")).source_digest != plain.source_digest
 
 
-def test_the_readme_lists_every_s6_variable():
+@pytest.mark.parametrize("marker, table", [("s6-variables-table", variables_markdown),
+                                           ("s6rc-files-table", files_markdown)])
+def test_the_readme_tables_are_generated_from_the_code(marker, table):
     readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "README.md")
-    assert variables_markdown().strip() in open(readme).read()
+    m = re.search(rf"<!-- {marker}:[^>]*-->\n(.*?)\n<!-- /{marker} -->", open(readme).read(), re.S)
+    assert m, f"README.md lost its {marker} markers"
+    assert m.group(1).strip() == table().strip()
 
 
 # --- loggers ----------------------------------------------------------------------------
