@@ -406,3 +406,14 @@ def test_a_root_without_either_tree_is_refused(scratch, capsys):  # noqa: F811
     assert "ROOT needs etc/services.d or etc/s6-overlay/s6-rc.d" in capsys.readouterr().err
     assert cli.main(["run", "--s6-overlay", scratch]) == 2
     assert "nor " + os.path.join(scratch, "etc", "s6-overlay", "s6-rc.d") in capsys.readouterr().err
+
+
+@needs_execline
+def test_recompile_of_a_v3_plan_and_an_edited_up_file(scratch):  # noqa: F811
+    from svtree.compiler import recompile
+
+    root = linuxserver(scratch)
+    plan = compile_s6_overlay(root)  # svtree's own environment, as a reload's
+    assert recompile(plan) == plan
+    write_file(os.path.join(root, "etc", "s6-overlay", "s6-rc.d", "init-config", "up"), "true\n")
+    assert diff(plan, recompile(plan)).changed == ("init-config",)
