@@ -30,9 +30,12 @@ def write(path: str, text: str = "", mode: int = 0o644) -> None:
 
 
 def longrun(tree, name: str) -> str:
-    """A run script that says when it is up and when TERM stopped it."""
+    """A run script that says when it is up and when TERM stopped it. It tells its
+    readiness on fd 3 (notification-fd) once its line is written, so that what depends
+    on it starts after that line."""
     return tree.sh(f"""
         echo up {name} >> $EVENTS
+        echo >&3; exec 3>&-
         trap 'echo stopped {name} >> $EVENTS; exit 0' TERM
         sleep 1000 &
         wait
@@ -66,14 +69,16 @@ def v3_root(tree) -> str:
             down=f'/bin/sh -c "echo down init-adduser >> {events}"\n')
     service("init-config", "oneshot", deps=("init-adduser",), up=f"{scripts}/init-config\n")
     bundle("init-services", "init-config")  # linuxserver's name for the end of the chain
-    service("svc-app", "longrun", deps=("init-services",), run=longrun(tree, "svc-app"))
-    service("svc-late", "longrun", deps=("legacy-services",), run=longrun(tree, "svc-late"))
-    service("svc-unused", "longrun", run=longrun(tree, "svc-unused"))  # in no bundle
+    ready = {"notification-fd": "3\n"}
+    service("svc-app", "longrun", deps=("init-services",), run=longrun(tree, "svc-app"), **ready)
+    service("svc-late", "longrun", deps=("legacy-services",), run=longrun(tree, "svc-late"), **ready)
+    service("svc-unused", "longrun", run=longrun(tree, "svc-unused"), **ready)  # in no bundle
     bundle("user", "init-adduser", "init-config", "svc-app")
     bundle("user2", "svc-late")
     # The legacy directories, still read beside s6-rc.d.
     write(f"{etc}/cont-init.d/10-legacy", tree.sh("echo cont-init 10-legacy >> $EVENTS\n"), 0o755)
     write(f"{etc}/services.d/legacy-web/run", longrun(tree, "legacy-web"), 0o755)
+    write(f"{etc}/services.d/legacy-web/notification-fd", "3\n")
     write(f"{etc}/cont-finish.d/10-bye", tree.sh("echo cont-finish 10-bye >> $EVENTS\n"), 0o755)
     return root
 
