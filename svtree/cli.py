@@ -14,6 +14,9 @@ usage: svtree [run] [--dir DIR | --plan FILE | --s6-overlay ROOT] [--socket PATH
                     [--log-format console|json] [--output prefix|raw] [-- CMD [ARG...]]
        svtree compile [DIR | --s6-overlay ROOT] [-o FILE] [--json] [--grace SECONDS]
        svtree ctl [--socket PATH] [--json] VERB ...
+       svtree import supervisord FILE [-o DIR] [--force] [--dry-run] [--cwd DIR]
+       svtree import procfile [FILE] [-o DIR] [--force] [--dry-run] [--cwd DIR]
+                              [--env FILE[,FILE]] [--port N]
        svtree --version | --help
 """
 
@@ -29,6 +32,12 @@ commands:
              case exceeds SECONDS (Kubernetes' default grace is 30)
   ctl        talk to the running svtree: status start stop restart signal reload
              wait check shutdown (`svtree ctl --help`)
+  import     write a tree from a supervisord config (its [include]s too) or a
+             Procfile (and .env), then print what did not carry over. -o DIR
+             (default ./services.d) must be empty or missing unless --force
+             (same-named services replaced, nothing else touched); --dry-run
+             prints the files instead; --cwd DIR is where commands run that name
+             no directory; --env and --port as honcho's and foreman's
 
 DIR is --dir, else $SVTREE_DIR, else ./services.d if it exists, else /etc/services.d.
 --s6-overlay ROOT runs s6-overlay's layouts: v3's s6-rc services of
@@ -97,6 +106,32 @@ def _parse_compile(argv: "list[str]"):
     return args
 
 
+def _parse_import(argv: "list[str]"):
+    p = _parser("svtree import")
+    p.add_argument("kind", choices=("supervisord", "procfile"))
+    p.add_argument("file", nargs="?")
+    p.add_argument("-o", "--output")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--cwd", metavar="DIR")
+    p.add_argument("--env", action="append", metavar="FILE")
+    p.add_argument("--port", metavar="N")
+    args, rest = p.parse_known_args(argv)
+    if rest:
+        raise ValueError(f"unexpected argument(s): {' '.join(rest)}")
+    if args.kind == "supervisord":
+        if not args.file:
+            raise ValueError("import supervisord needs the config FILE (e.g. /etc/supervisor/supervisord.conf)")
+        for flag, value in (("--env", args.env), ("--port", args.port)):
+            if value is not None:
+                raise ValueError(f"{flag} is for Procfiles (supervisord configs set environment= themselves)")
+    if args.port is not None:
+        if not args.port.isdigit() or not 0 < int(args.port) < 65536:
+            raise ValueError(f'--port takes a port number, not "{args.port}"')
+        args.port = int(args.port)
+    return args
+
+
 def _seconds(text: str) -> float:
     import math
 
@@ -156,6 +191,14 @@ def main(argv: "list[str] | None" = None) -> int:
 
         return compile_command(args.dir, args.output, args.json, grace=args.grace,
                                s6_overlay=args.s6_overlay)
+    if argv and argv[0] == "import":
+        try:
+            args = _parse_import(argv[1:])
+        except (ValueError, SystemExit) as e:
+            return _usage_error("svtree import", str(e) or "bad arguments")
+        from svtree.importers.command import import_command
+
+        return import_command(args)
     if argv and argv[0] == "run":
         argv = argv[1:]
     elif argv and argv[0] != "--" and not argv[0].startswith("-"):
