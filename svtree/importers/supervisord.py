@@ -714,7 +714,8 @@ class _Converter:
         if not self.problems:
             services = self.settle(processes)
         if self.problems:
-            raise ImportFailed(sorted(self.problems, key=lambda p: self.reader.order(Place(p.path, p.line))))
+            unique = list(dict.fromkeys(self.problems))  # numprocs repeats a program's problems
+            raise ImportFailed(sorted(unique, key=lambda p: self.reader.order(Place(p.path, p.line))))
         notes = merge_notes([note for _, note in sorted(self.notes, key=lambda pair: pair[0])])
         return Conversion(display_path(self.path), "supervisord", tuple(services), notes)
 
@@ -820,16 +821,16 @@ class _Converter:
         for attr, key, default, convert in _PER_PROGRAM:
             if attr == "killasgroup":
                 default = "true" if values.get("stopasgroup") else "false"
+            before = len(self.problems)
             values[attr] = self.value(section, key, default, names, convert)
+            if len(self.problems) > before and default is not None:
+                # Go on with supervisord's default, to find the other problems too.
+                values[attr] = convert(default) if convert else default
         template = self.raw(section, "process_name")
         if template is None:
             template = "%(program_name)s"
-        if len(self.problems) > problems_before:
-            return []
         program = _Program(section=section, group=group, group_priority=group_priority, **values)
         self.check_program(program, template)
-        if len(self.problems) > problems_before:
-            return []
         if program.numprocs < 1:
             self.note("numprocs", section, f"numprocs = {program.numprocs}: supervisord starts no "
                       "process of this program, and svtree import writes no service for it")
@@ -841,7 +842,7 @@ class _Converter:
                                 template)
             if proc is not None:
                 processes.append(proc)
-        return processes
+        return processes if len(self.problems) == problems_before else []
 
     def check_program(self, program: _Program, template: str) -> None:
         """What supervisord refuses, and what svtree cannot take."""
@@ -918,8 +919,8 @@ class _Converter:
                                                  section, "process_name"))
         except Bad as e:
             self.problem(section, "process_name", str(e))
-        if len(self.problems) > problems_before:
-            return None
+        if len(self.problems) > problems_before or command is None:
+            return None  # (a missing command is check_program's problem)
         try:
             words = shlex.split(command)  # supervisord's split: POSIX rules, no shell
         except ValueError as e:
