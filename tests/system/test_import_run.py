@@ -8,6 +8,9 @@ is restarted after SIGKILL or an expected exit and which stays down; which never
 The programs are small shell stand-ins for nginx, php-fpm, gunicorn, celery and cron: each
 records its start (pid, name, cwd, user, $APP_ENV, arguments) and its stop signal in an
 events file, and exits 0 on SIGUSR1 (an expected exit).
+
+A Procfile runs under svtree only (no honcho here): PORT per line, the .env file, and one
+exit ending the whole tree, as honcho and foreman end.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ STANDIN = r"""#!/bin/sh
 # recorded and ends it with 0; SIGUSR1 ends it with 0 too (an expected exit); "--once"
 # makes it a one-off that exits 0 at once.
 ulimit -c 0
-printf 'start\t%s\t%s\t%s\t%s\t%s\t%s\n' "$$" "${0##*/}" "$(pwd -P)" "$(id -un)" "${APP_ENV-}" "$*" >> "$EVENTS"
-case " $* " in *" --once "*) exit 0 ;; esac
 bye() { printf 'stop\t%s\t%s\t%s\n' "$$" "${0##*/}" "$1" >> "$EVENTS"; kill "$!" 2>/dev/null; exit 0; }
 trap 'bye TERM' TERM
 trap 'bye QUIT' QUIT
 trap 'bye INT' INT
 trap 'kill "$!" 2>/dev/null; exit 0' USR1
+# Recorded once the traps are set: a signal sent after this line is handled as above.
+printf 'start\t%s\t%s\t%s\t%s\t%s\t%s\n' "$$" "${0##*/}" "$(pwd -P)" "$(id -un)" "${APP_ENV-}" "$*" >> "$EVENTS"
+case " $* " in *" --once "*) exit 0 ;; esac
 sleep 1000000 &
 wait
 """
@@ -309,7 +313,7 @@ def svtree_cli(*args: str, cwd: str) -> subprocess.CompletedProcess:
                           timeout=60, cwd=cwd, env=dict(os.environ, PYTHONPATH=REPO))
 
 
-def import_and_compile(conf: str, tree_dir: str) -> str:
+def import_and_compile(conf: str, tree_dir: str) -> None:
     # supervisord runs a program without directory= in its own working directory (the
     # image's WORKDIR); --cwd tells the import what that is.
     root = os.path.dirname(conf)
@@ -318,11 +322,6 @@ def import_and_compile(conf: str, tree_dir: str) -> str:
     assert "warning" not in r.stderr, r.stderr
     c = svtree_cli("compile", tree_dir, cwd=os.path.dirname(conf))
     assert c.returncode == 0, c.stdout + c.stderr
-    return r.stdout
-
-
-def new_events(path: str, seen: int) -> "list[dict]":
-    return parse_events(path)[seen:]
 
 
 def observe(runner, events: str, scenario: dict) -> dict:
@@ -373,7 +372,7 @@ def same(a: dict, b: dict) -> bool:
     return {k: v for k, v in a.items() if k != "stop_order"} == {k: v for k, v in b.items() if k != "stop_order"}
 
 
-def run_both(tmp_root: str, conf_text: str, scenario: dict, tree, run_svtree, extra=None) -> "tuple[dict, dict]":
+def run_both(conf_text: str, scenario: dict, tree, run_svtree, extra=None) -> "tuple[dict, dict]":
     conf = write_config(tree.root, conf_text, extra)
     import_and_compile(conf, tree.dir)
     events_svtree = os.path.join(tree.root, "events-svtree")
@@ -392,9 +391,10 @@ def run_both(tmp_root: str, conf_text: str, scenario: dict, tree, run_svtree, ex
 
 # --- the scenarios --------------------------------------------------------------------------
 
-pytestmark = [needs_pidns, needs_supervisord, pytest.mark.timeout(180)]
+pytestmark = [needs_pidns, pytest.mark.timeout(180)]
 
 
+@needs_supervisord
 def test_nginx_and_php_fpm_start_restart_and_stop_in_priority_order(tree, run_svtree):
     scenario = {
         "up": {"php-fpm": "php-fpm -F -R --fpm-config /etc/php/8.2/fpm/php-fpm.conf",
@@ -402,7 +402,7 @@ def test_nginx_and_php_fpm_start_restart_and_stop_in_priority_order(tree, run_sv
         "faults": {"nginx": signal.SIGKILL, "php-fpm": signal.SIGKILL},
         "restarted": ["nginx", "php-fpm"],
     }
-    svtree_seen, supervisord_seen = run_both(tree.root, NGINX_PHP_FPM, scenario, tree, run_svtree)
+    svtree_seen, supervisord_seen = run_both(NGINX_PHP_FPM, scenario, tree, run_svtree)
     assert same(svtree_seen, supervisord_seen), (svtree_seen, supervisord_seen)
     assert svtree_seen["started"] == sorted(scenario["up"].values())
     assert svtree_seen["restarted"] == sorted(scenario["up"].values())
@@ -413,6 +413,7 @@ def test_nginx_and_php_fpm_start_restart_and_stop_in_priority_order(tree, run_sv
     assert set(svtree_seen["how"].values()) == {(tree.root, "root", "")}
 
 
+@needs_supervisord
 def test_django_with_celery_workers_by_numprocs(tree, run_svtree):
     app = os.path.join(tree.root, "app")
     workers = "celery -A myproj worker --loglevel=INFO --concurrency=2 -n worker{}@%h"
@@ -424,7 +425,7 @@ def test_django_with_celery_workers_by_numprocs(tree, run_svtree):
         "faults": {"celery_00": signal.SIGKILL, "celery_01": signal.SIGUSR1, "django": signal.SIGKILL},
         "restarted": ["celery_00", "django"],
     }
-    svtree_seen, supervisord_seen = run_both(tree.root, DJANGO_CELERY, scenario, tree, run_svtree)
+    svtree_seen, supervisord_seen = run_both(DJANGO_CELERY, scenario, tree, run_svtree)
     assert same(svtree_seen, supervisord_seen), (svtree_seen, supervisord_seen)
     assert svtree_seen["how"] == {
         scenario["up"]["django"]: (app, "root", "django"),
@@ -436,19 +437,21 @@ def test_django_with_celery_workers_by_numprocs(tree, run_svtree):
     assert not any(k.startswith("celery -A myproj beat") for k in svtree_seen["started"])
 
 
+@needs_supervisord
 def test_cron_and_app_pair_with_a_one_off_migration(tree, run_svtree):
     scenario = {
         "up": {"cron": "cron -f -L 15", "app": "app --serve"},
         "faults": {"cron": signal.SIGKILL, "app": signal.SIGKILL},
         "restarted": ["cron"],
     }
-    svtree_seen, supervisord_seen = run_both(tree.root, CRON_APP, scenario, tree, run_svtree)
+    svtree_seen, supervisord_seen = run_both(CRON_APP, scenario, tree, run_svtree)
     assert same(svtree_seen, supervisord_seen), (svtree_seen, supervisord_seen)
     # The one-off ran once (startsecs=0, autorestart=false) and held nothing back.
     assert svtree_seen["started"] == ["app --serve", "cron -f -L 15", "migrate --once"]
     assert svtree_seen["restarted"] == ["cron -f -L 15"]
 
 
+@needs_supervisord
 @pytest.mark.skipif(not os.path.exists(DEBIAN_CONF), reason="needs Debian's supervisor package")
 def test_debian_supervisord_conf_with_conf_d(tree, run_svtree):
     scenario = {
@@ -456,7 +459,44 @@ def test_debian_supervisord_conf_with_conf_d(tree, run_svtree):
         "faults": {"worker": signal.SIGKILL},
         "restarted": ["worker"],
     }
-    svtree_seen, supervisord_seen = run_both(tree.root, debian_config(), scenario, tree, run_svtree,
+    svtree_seen, supervisord_seen = run_both(debian_config(), scenario, tree, run_svtree,
                                              extra={"conf.d/app.conf": DEBIAN_CONF_D})
     assert same(svtree_seen, supervisord_seen), (svtree_seen, supervisord_seen)
     assert svtree_seen["started"] == ["worker --queue default"]  # web: autostart=false
+
+
+# --- a Procfile, as honcho and foreman run it: PORT per line, .env, one exit ends all -------
+
+PROCFILE = """\
+web: printf 'start\\t%s\\tweb\\t%s\\t%s\\n' "$$" "$PORT" "$APP_ENV" >> "$EVENTS"; exec sleep 1000000
+worker: trap 'printf "stop\\t$$\\tworker\\tTERM\\n" >> "$EVENTS"; exit 0' TERM; printf 'start\\t%s\\tworker\\t%s\\t%s\\n' "$$" "$PORT" "$APP_ENV" >> "$EVENTS"; sleep 1000000 & wait
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_procfile_runs_as_honcho_runs_it_and_one_exit_ends_the_tree(tree, run_svtree):
+    app = os.path.join(tree.root, "app")
+    os.makedirs(app)
+    with open(os.path.join(app, "Procfile"), "w") as f:
+        f.write(PROCFILE)
+    with open(os.path.join(app, ".env"), "w") as f:
+        f.write("APP_ENV=from-dotenv\n")
+    r = svtree_cli("import", "procfile", "-o", tree.dir, cwd=app)
+    assert r.returncode == 0, r.stdout + r.stderr
+    events = os.path.join(tree.root, "events-procfile")
+    open(events, "w").close()
+    sv = run_svtree(env={"EVENTS": events, "PORT": "8000"})
+
+    def lines():
+        with open(events) as f:
+            return [line.rstrip("\n").split("\t") for line in f]
+
+    wait_for(lambda: len([x for x in lines() if x[0] == "start"]) == 2, 30, what="web and worker")
+    starts = {x[2]: x for x in lines() if x[0] == "start"}
+    # PORT: the environment's 8000 as the base, + 100 for the second line; .env applies.
+    assert (starts["web"][3:], starts["worker"][3:]) == (["8000", "from-dotenv"], ["8100", "from-dotenv"])
+    os.kill(ns_to_host_pid(sv.pid1, int(starts["web"][1])), signal.SIGKILL)
+    # web ended for good (critical, restart never): svtree stops worker and exits 1.
+    assert sv.wait(30) == 1
+    assert [x[2:] for x in lines() if x[0] == "stop"] == [["worker", "TERM"]]
+    assert len([x for x in lines() if x[0] == "start"]) == 2  # nothing restarted
