@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -71,3 +72,20 @@ def service_name(wanted: str) -> str:
     if not NAME.match(name):  # cannot happen after the steps above; keep the contract explicit
         raise ValueError(f"not a service name: {name!r}")
     return name
+
+
+def read_source(path: str) -> str:
+    """A source file's text (UTF-8). Raises ImportFailed naming the file (and the line of
+    the first byte that is not UTF-8)."""
+    try:
+        if os.path.isdir(path):
+            raise ImportFailed([Problem(path, "is a directory, not a file")])
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImportFailed([Problem(path, f"cannot read: {e.strerror}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ImportFailed([Problem(path, "is not UTF-8 text", line=line)]) from None

@@ -26,7 +26,8 @@ import re
 
 from svtree.errors import Problem, display_path
 from svtree.importers import script
-from svtree.importers.model import Conversion, ImportFailed, Note, Service, merge_notes, service_name
+from svtree.importers.model import (Conversion, ImportFailed, Note, Service, merge_notes, read_source,
+                                    service_name)
 from svtree.importers.script import Deferred
 
 LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
@@ -37,35 +38,21 @@ PORT_STEP = 100
 STOP_TIMEOUT = 5.0  # honcho's KILL_WAIT and foreman's default --timeout
 
 
-def _read_text(path: str) -> str:
-    try:
-        if os.path.isdir(path):
-            raise ImportFailed([Problem(path, "is a directory, not a file")])
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImportFailed([Problem(path, f"cannot read: {e.strerror}")]) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise ImportFailed([Problem(path, "is not UTF-8 text", line=line)]) from None
-
-
-def _short(line: str) -> str:
+def _ignored(path: str, number: int, line: str, notes: "list[Note]", why: str) -> None:
+    """A line honcho or foreman skip silently: noted, unless blank or a comment."""
     text = line.strip()
-    return text if len(text) <= 40 else text[:39] + "…"
+    if text and not text.startswith("#"):
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        notes.append(Note(shown, f"{display_path(path)}:{number}", why))
 
 
 def read_env(path: str, notes: "list[Note]") -> "dict[str, str]":
     """A .env file as foreman reads it; lines it ignores are noted."""
     values: "dict[str, str]" = {}
-    for number, line in enumerate(_read_text(path).replace("\r\n", "\n").split("\n"), start=1):
+    for number, line in enumerate(read_source(path).replace("\r\n", "\n").split("\n"), start=1):
         m = ENV_LINE.match(line)
         if not m:
-            if line.strip() and not line.lstrip().startswith("#"):
-                notes.append(Note(_short(line), f"{display_path(path)}:{number}",
-                                  "ignored: not KEY=value (foreman ignores such lines too)"))
+            _ignored(path, number, line, notes, "ignored: not KEY=value (foreman ignores such lines too)")
             continue
         key, value = m.group(1), m.group(2)
         single = re.match(r"\A'(.*)'\Z", value, re.S)
@@ -87,7 +74,7 @@ def convert(path: str, env_files: "list[str] | None" = None, cwd: "str | None" =
     directory, made absolute). `port`: the base port (default: the .env's PORT, else
     the environment's PORT when the service starts, else 5000).
     """
-    text = _read_text(path)
+    text = read_source(path)
     notes: "list[Note]" = []
     problems: "list[Problem]" = []
     entries: "list[tuple[str, str, int]]" = []
@@ -95,9 +82,8 @@ def convert(path: str, env_files: "list[str] | None" = None, cwd: "str | None" =
     for number, line in enumerate(text.splitlines(), start=1):
         m = LINE.match(line)
         if not m:
-            if line.strip() and not line.lstrip().startswith("#"):
-                notes.append(Note(_short(line), f"{display_path(path)}:{number}",
-                                  "ignored: not `name: command` (honcho and foreman ignore it too)"))
+            _ignored(path, number, line, notes,
+                     "ignored: not `name: command` (honcho and foreman ignore it too)")
             continue
         name, command = m.group(1), m.group(2)
         if not command.strip():
@@ -128,7 +114,8 @@ def convert(path: str, env_files: "list[str] | None" = None, cwd: "str | None" =
         try:
             base = int(env["PORT"])
         except ValueError:
-            raise ImportFailed([Problem(env_files[-1], f'PORT must be a port number, not "{env["PORT"]}"')]) from None
+            raise ImportFailed([Problem(env_files[-1], f'PORT must be a port number, not "{env["PORT"]}"')]) \
+                from None
     env.pop("PORT", None)
     if cwd is None:
         cwd = here
@@ -154,7 +141,8 @@ def convert(path: str, env_files: "list[str] | None" = None, cwd: "str | None" =
             environment["PORT"] = str(base + offset)
         else:
             # honcho and foreman take the base from the environment they start in: so does run.
-            shell = f"${{PORT:-{DEFAULT_PORT}}}" if not offset else f"$(( ${{PORT:-{DEFAULT_PORT}}} + {offset} ))"
+            base_shell = f"${{PORT:-{DEFAULT_PORT}}}"
+            shell = f"$(( {base_shell} + {offset} ))" if offset else base_shell
             exports.append(("PORT", (Deferred(shell),)))
         run = script.run_script(
             comment=[f"svtree import procfile: {name}, line {number} of {display_path(path)}",

@@ -44,7 +44,8 @@ from typing import Any, Callable
 from svtree.compiler.settings import did_you_mean
 from svtree.errors import Problem, display_path
 from svtree.importers import script
-from svtree.importers.model import Conversion, ImportFailed, Note, Service, merge_notes, service_name
+from svtree.importers.model import (Conversion, ImportFailed, Note, Service, merge_notes, read_source,
+                                    service_name)
 from svtree.importers.script import NULL, STDERR, STDOUT, Deferred
 from svtree.signames import parse_signal, signal_name
 
@@ -376,23 +377,9 @@ class _Reader:
         """Keys written in the section itself (not inherited from [DEFAULT])."""
         return [k for (s, k) in self.key_places if s == section]
 
-    def _text(self, path: str) -> str:
-        try:
-            if os.path.isdir(path):
-                raise ImportFailed([Problem(path, "is a directory, not a config file")])
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ImportFailed([Problem(path, f"cannot read: {e.strerror}")]) from None
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1
-            raise ImportFailed([Problem(path, "is not UTF-8 text", line=line)]) from None
-
     def read(self, path: str) -> "dict[str, int]":
         """Parse one more file into the parser; returns its sections (name -> line)."""
-        text = self._text(path)
+        text = read_source(path)
         try:
             self.parser.read_file(io.StringIO(text), source=path)
         except configparser.MissingSectionHeaderError as e:
@@ -994,7 +981,8 @@ class _Converter:
     def settle(self, processes: "list[_Process]") -> "list[Service]":
         names = self.service_names(processes)
         deps = self.priority_order(processes, names)
-        return [self.service(proc, name, deps.get(i, [])) for i, (proc, name) in enumerate(zip(processes, names))]
+        return [self.service(proc, name, deps.get(i, []))
+                for i, (proc, name) in enumerate(zip(processes, names))]
 
     def service(self, proc: _Process, name: str, depends_on: "list[str]") -> Service:
         program = proc.program
