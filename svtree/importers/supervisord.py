@@ -67,7 +67,8 @@ PROGRAM_KEYS: "tuple[Key, ...]" = (
     Key("numprocs", "1", "one service per process"),
     Key("numprocs_start", "0", "the first `%(process_num)s`"),
     Key("priority", "999", "start and stop order, as `depends_on`: each program depends on the "
-        "programs of the next lower priority (not on `autostart=false` or `autorestart=false` ones)"),
+        "programs of the next lower priority (not on `autostart=false`, `autorestart=false` or "
+        "`startsecs=0` one-off ones)"),
     Key("autostart", "true", "`false`: a `down` file"),
     Key("startsecs", "1", "`restart_delay` (a program that dies sooner waits that long before its "
         "restart, doubling); 0 keeps svtree's 1 s"),
