@@ -34,7 +34,7 @@ DEBIAN_CONF = "/etc/supervisor/supervisord.conf"
 
 STANDIN = r"""#!/bin/sh
 # A stand-in daemon: records its start, then waits. Its stop signal (TERM, QUIT, INT) is
-# recorded and ends it with 0; SIGUSR1 ends it with 0 too (an expected exit); "--once"
+# recorded and ends it with 0; SIGUSR1 ends it with 0 too, SIGUSR2 with 3; "--once"
 # makes it a one-off that exits 0 at once.
 ulimit -c 0
 bye() { printf 'stop\t%s\t%s\t%s\n' "$$" "${0##*/}" "$1" >> "$EVENTS"; kill "$!" 2>/dev/null; exit 0; }
@@ -42,6 +42,7 @@ trap 'bye TERM' TERM
 trap 'bye QUIT' QUIT
 trap 'bye INT' INT
 trap 'kill "$!" 2>/dev/null; exit 0' USR1
+trap 'kill "$!" 2>/dev/null; exit 3' USR2
 # Recorded once the traps are set: a signal sent after this line is handled as above.
 printf 'start\t%s\t%s\t%s\t%s\t%s\t%s\n' "$$" "${0##*/}" "$(pwd -P)" "$(id -un)" "${APP_ENV-}" "$*" >> "$EVENTS"
 case " $* " in *" --once "*) exit 0 ;; esac
@@ -151,6 +152,14 @@ autorestart=false
 stdout_logfile=/dev/stdout
 stdout_logfile_maxbytes=0
 redirect_stderr=true
+
+[program:mailer]
+command=%(here)s/bin/worker --queue mail
+exitcodes=0,3
+
+[program:poller]
+command=%(here)s/bin/worker --queue poll
+exitcodes=3
 """
 
 # conf.d/ of the Debian-package layout: %(here)s is conf.d itself here.
@@ -438,17 +447,22 @@ def test_django_with_celery_workers_by_numprocs(tree, run_svtree):
 
 
 @needs_supervisord
-def test_cron_and_app_pair_with_a_one_off_migration(tree, run_svtree):
+def test_cron_and_app_pair_with_a_one_off_and_expected_exit_codes(tree, run_svtree):
     scenario = {
-        "up": {"cron": "cron -f -L 15", "app": "app --serve"},
-        "faults": {"cron": signal.SIGKILL, "app": signal.SIGKILL},
-        "restarted": ["cron"],
+        "up": {"cron": "cron -f -L 15", "app": "app --serve", "mailer": "worker --queue mail",
+               "poller": "worker --queue poll"},
+        # autorestart=unexpected: mailer's exit 3 is expected (exitcodes=0,3), poller's
+        # exit 0 is not (exitcodes=3).
+        "faults": {"cron": signal.SIGKILL, "app": signal.SIGKILL, "mailer": signal.SIGUSR2,
+                   "poller": signal.SIGUSR1},
+        "restarted": ["cron", "poller"],
     }
     svtree_seen, supervisord_seen = run_both(CRON_APP, scenario, tree, run_svtree)
     assert same(svtree_seen, supervisord_seen), (svtree_seen, supervisord_seen)
     # The one-off ran once (startsecs=0, autorestart=false) and held nothing back.
-    assert svtree_seen["started"] == ["app --serve", "cron -f -L 15", "migrate --once"]
-    assert svtree_seen["restarted"] == ["cron -f -L 15"]
+    assert svtree_seen["started"] == ["app --serve", "cron -f -L 15", "migrate --once", "worker --queue mail",
+                                      "worker --queue poll"]
+    assert svtree_seen["restarted"] == ["cron -f -L 15", "worker --queue poll"]
 
 
 @needs_supervisord
