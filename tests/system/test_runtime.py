@@ -21,9 +21,11 @@ def events(tree, kind=None):
 
 def test_starts_in_dependency_order_and_stops_in_reverse(tree, run_svtree):
     # db <- api <- web, and a oneshot `migrate` between db and api.
+    # The trap is set before the start line: once every start line is written, a TERM
+    # always finds its trap (the other order let an early TERM kill one without a line).
     trap = """
-        echo start {n} $(date +%s%N) >> $EVENTS
         trap 'echo stop {n} $(date +%s%N) >> $EVENTS; exit 0' TERM
+        echo start {n} $(date +%s%N) >> $EVENTS
         while :; do sleep 0.05; done
     """
     tree.service("db", tree.sh(trap.format(n="db")))
@@ -42,6 +44,8 @@ def test_starts_in_dependency_order_and_stops_in_reverse(tree, run_svtree):
     done = [i for i, e in enumerate(logs) if e["event"] == "service_done" and e["service"] == "migrate"]
     api = [i for i, e in enumerate(logs) if e["event"] == "service_started" and e["service"] == "api"]
     assert done[0] < api[0]
+    wait_for(lambda: {r[1] for r in events(tree, "start")} >= {"db", "api", "web", "solo"},
+             what="every longrun's start line (its TERM trap is set)")
     assert sv.stop() == 0
     stops = {r[1]: int(r[2]) for r in events(tree, "stop")}
     assert set(stops) == {"db", "api", "web", "solo"}
