@@ -5,9 +5,10 @@ It writes `ready` once its watches are set, then one line `changed` to stdout (a
 the core) for each batch of changes under any of its directories; the core coalesces
 bursts and reloads. It exits when the core goes away.
 
-Run as `python -m svtree.watcher DIR [DIR...]` by the core (never imported by it), with the
-plan's watch_paths(): DIR, and for the s6-overlay layout ROOT/etc/cont-init.d and
-ROOT/etc/cont-finish.d too.
+Run by the core (never imported by it) as `svtree _watcher DIR [DIR...]`, the argv
+svtree/selfexec.py builds (`python -m svtree _watcher ...` from a pip install, the bundle's
+own executable when frozen), with the plan's watch_paths(): DIR, and for the s6-overlay
+layout ROOT/etc/cont-init.d and ROOT/etc/cont-finish.d too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def relevant(path: str) -> bool:
 
 def main(argv: "list[str]") -> int:
     if not argv:
-        sys.stderr.write("usage: python -m svtree.watcher DIR [DIR...]\n")
+        sys.stderr.write("usage: svtree _watcher DIR [DIR...] (svtree's file watcher, started by svtree run)\n")
         return 2
     directories = list(argv)
     try:
