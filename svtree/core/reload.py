@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from typing import Callable
 
-from svtree import osutil
+from svtree import osutil, selfexec
 from svtree.plan import diff
 
 QUIET = 0.2  # a burst of edits ends after this long without a change (> the watcher's DEBOUNCE_MS)
@@ -48,7 +47,7 @@ class Reloader:
         r, w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
-            pid = osutil.spawn([sys.executable, "-m", "svtree.watcher", *paths],
+            pid = osutil.spawn(selfexec.watcher_command(paths),
                                cwd=None, env=dict(os.environ), fds={0: devnull, 1: w, 2: 2})
         except OSError as e:
             os.close(r)
