@@ -66,3 +66,12 @@ def test_the_elf_reader_agrees_with_objdump(path):
 def test_a_file_that_is_not_elf_needs_nothing(tmp_path):
     (tmp_path / "script").write_text("#!/bin/sh\n")
     assert bundle.elf_version_needs(str(tmp_path / "script")) == []
+
+
+def test_the_containerfile_adds_the_tarball_of_this_version():
+    with open(os.path.join(REPO, "packaging", "Containerfile.bundle")) as f:
+        text = f.read()
+    import svtree
+
+    assert f"ARG VERSION={svtree.__version__}\n" in text
+    assert "FROM scratch\n" in text and "ADD ${DIST}/svtree-${VERSION}-linux-${TARGETARCH}.tar.gz /\n" in text
