@@ -131,6 +131,9 @@ def main() -> int:
         subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--disable-pip-version-check", REPO],
                        check=True)
         installed = os.path.join(venv, "bin", "svtree")
+        # Pages of files written a moment ago are still dirty in the page cache, and smaps
+        # counts them as the mapping process's Private_Dirty: write them back first.
+        os.sync()
         for label, exe in (("bundle", bundled), ("pip", installed)):
             running.append(Running(label, exe, work))
         for r in running:
