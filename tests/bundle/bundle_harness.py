@@ -109,7 +109,23 @@ def build_once() -> Bundle:
                 shutil.rmtree(dist, ignore_errors=True)
                 with open(log, errors="replace") as f:
                     pytest.fail(f"packaging/bundle.py failed ({code}):\n{f.read()[-4000:]}")
+            _prune(keep=KEEP_BUILDS)
     return Bundle(dist)
+
+
+KEEP_BUILDS = 3  # bundles of other sources kept in the cache (the newest)
+
+
+def _prune(keep: int) -> None:
+    builds = [os.path.join(CACHE, d) for d in os.listdir(CACHE)
+              if len(d) == 16 and os.path.isdir(os.path.join(CACHE, d))]
+    builds.sort(key=os.path.getmtime, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.unlink(old + ".log")
+        except OSError:
+            pass
 
 
 # --- a root filesystem without Python ---------------------------------------------------
