@@ -20,11 +20,9 @@ import fcntl
 import glob
 import hashlib
 import importlib.util
-import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -54,7 +52,7 @@ def _load(name: str, path: str):
 
 SYSTEM = _load("svtree_system_harness", os.path.join(REPO, "tests", "system", "conftest.py"))
 BUNDLE_SCRIPT = _load("svtree_bundle_script", os.path.join(REPO, "packaging", "bundle.py"))
-wait_for, children, read_cmdline = SYSTEM.wait_for, SYSTEM.children, SYSTEM.read_cmdline
+wait_for = SYSTEM.wait_for
 
 CAN_RUN = (SYSTEM.UNSHARE_OK and shutil.which("nsenter") is not None
            and BUNDLE_SCRIPT.platform_problem(platform.system(), platform.machine(),
@@ -232,24 +230,28 @@ class Tree:
         shutil.rmtree(self.host_root, ignore_errors=True)
 
 
-class BundledSvtree:
+class BundledSvtree(SYSTEM.Svtree):
+    """The system harness's Svtree (wait, kill, signal, stderr), started from the bundle
+    in the root filesystem, with ctl run inside its namespaces."""
+
     def __init__(self, rootfs: Rootfs, tree: Tree, args=(), cmd=None, env=None) -> None:
         self.rootfs = rootfs
         self.tree = tree
+        self.socket = rootfs.host("/run/svtree/control.sock")  # the default, seen from the host
+        self.stdout_path = os.path.join(tree.host_root, "stdout")
         self.stderr_path = os.path.join(tree.host_root, "stderr")
         self.env = dict(env if env is not None else BASE_ENV)
         # The root filesystem is the session's: the previous test's svtree left its socket.
-        shutil.rmtree(rootfs.host("/run/svtree"), ignore_errors=True)
+        shutil.rmtree(os.path.dirname(self.socket), ignore_errors=True)
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--root", rootfs.path,
                 EXE, "run", "--dir", tree.dir, *args]
         if cmd:
             argv += ["--", *cmd]
-        self.out = open(os.path.join(tree.host_root, "stdout"), "wb")
+        self.out = open(self.stdout_path, "wb")
         self.err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
                                      env=self.env, start_new_session=True, cwd="/")
-        self.pid1 = wait_for(lambda: (children(self.proc.pid) or [None])[0], 10,
-                             what="svtree to start in its namespace")
+        self.pid1 = wait_for(self._find_pid1, 10, what="svtree to start in its namespace")
 
     def inside(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a command in svtree's namespaces and root, like `podman exec`."""
@@ -259,35 +261,3 @@ class BundledSvtree:
 
     def ctl(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return self.inside(EXE, "ctl", *args, timeout=timeout)
-
-    def status(self) -> "dict[str, dict]":
-        r = self.ctl("status", "--json")
-        assert r.returncode == 0, (r.stdout, r.stderr, self.stderr())
-        return {row["name"]: row for row in json.loads(r.stdout)}
-
-    def wait_socket(self) -> None:
-        wait_for(lambda: os.path.exists(self.rootfs.host("/run/svtree/control.sock")), 20,
-                 what="the control socket")
-
-    def stderr(self) -> str:
-        with open(self.stderr_path, errors="replace") as f:
-            return f.read()
-
-    def wait(self, timeout: float = 30) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"svtree did not exit within {timeout}s\n{self.stderr()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.pid1, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        self.out.close()
-        self.err.close()
-
-
