@@ -68,6 +68,10 @@ def test_the_bundle_needs_only_the_c_library(bundle, rootfs):
     assert max(needed) <= host
     # The bootloader finds the bundle's own zlib: nothing but glibc is left to the image.
     boot = objdump(os.path.join(home, "bin", "svtree"))
+    # ... and it needs an old glibc only, so where libpython cannot load it still starts
+    # and says which version is missing (test_on_a_glibc_too_old...).
+    boot_needs = [tuple(int(x) for x in v.split(".")) for v in re.findall(r"\bGLIBC_(\d+(?:\.\d+)+)\b", boot)]
+    assert boot_needs and max(boot_needs) <= (2, 17), max(boot_needs)
     assert "$ORIGIN/_internal" in boot and os.path.exists(os.path.join(home, "bin", "_internal", "libz.so.1"))
     # Even where the loader cannot know $ORIGIN (a chroot without /proc), at /opt/svtree.
     r = subprocess.run([shutil.which("chroot") or "chroot", rootfs.path, EXE, "--version"], capture_output=True, text=True,
@@ -87,6 +91,8 @@ def test_pid1_without_python_starts_services_and_answers_ctl(rootfs, tree, run_b
     status = sv.status()
     assert {status[n]["state"] for n in "ab"} == {"ready"}
     assert sv.ctl("check").returncode == 0
+    r = sv.inside(EXE, "compile", tree.dir)
+    assert r.returncode == 0 and "a" in r.stdout and "b" in r.stdout, r.stderr
     plain = sv.ctl("status")
     assert plain.returncode == 0 and plain.stdout.startswith("NAME") and "ready" in plain.stdout
     # PID 1 is the bundle's executable itself (its bootloader re-executed in place).
