@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from svtree import __version__
+from svtree.definition import S6RC, SCRIPTS, TREE
 from svtree.errors import PlanFileError
 
 PLAN_FORMAT = 1
@@ -52,7 +53,7 @@ class ServiceSpec:
     # or s6-rc's producer-for). The logger is a service of its own in the plan, and this
     # one depends on it, so it starts before its producer and stops after it.
     logger: "str | None" = None
-    digest: str = ""  # content hash: every file of the directory and the settings
+    digest: str = ""  # content hash: the definition files (svtree/definition.py) and the settings
 
     @property
     def has_readiness(self) -> bool:
@@ -101,18 +102,24 @@ class Plan:
     s6_variables: "tuple[tuple[str, str], ...]" = ()
     warnings: "tuple[str, ...]" = ()  # one line each, naming the file or variable
 
-    def watch_paths(self) -> "tuple[str, ...]":
-        """The directories whose changes may change this plan: what the watcher watches.
-
-        For an s6-overlay tree, those of its directories that exist (a watch on a missing
-        directory fails); the tree's own directory always.
+    def watch_roots(self) -> "tuple[tuple[str, str], ...]":
+        """What the watcher watches: (kind, directory) for each directory whose changes may
+        change this plan, the kind saying which files in it count (svtree.definition's
+        TREE, SCRIPTS, S6RC). For an s6-overlay tree, those of its directories that exist
+        (a watch on a missing directory fails); the tree's own directory always.
         """
         if self.layout != "s6-overlay":
-            return (self.source,)
+            return ((TREE, self.source),)
         etc = os.path.join(self.root, "etc")
-        others = (os.path.join(etc, "cont-init.d"), os.path.join(etc, "cont-finish.d"),
-                  os.path.join(etc, "s6-overlay", "s6-rc.d"), os.path.join(etc, "s6-overlay", "user-bundles.d"))
-        return tuple(d for d in (self.source, *others) if os.path.isdir(d))
+        roots = ((TREE, self.source), (SCRIPTS, os.path.join(etc, "cont-init.d")),
+                 (SCRIPTS, os.path.join(etc, "cont-finish.d")),
+                 (S6RC, os.path.join(etc, "s6-overlay", "s6-rc.d")),
+                 (S6RC, os.path.join(etc, "s6-overlay", "user-bundles.d")))
+        return tuple((kind, d) for kind, d in roots if os.path.isdir(d))
+
+    def watch_paths(self) -> "tuple[str, ...]":
+        """The directories of watch_roots()."""
+        return tuple(d for _, d in self.watch_roots())
 
     def pipelines(self) -> "tuple[tuple[str, ...], ...]":
         """Each chain of services whose stdout feeds the next one's stdin, from its first

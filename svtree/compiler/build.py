@@ -13,19 +13,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from svtree.compiler.accounts import Accounts
-from svtree.compiler.digest import files_digest, service_digest, source_digest
+from svtree.compiler.digest import definition_digest, service_digest, source_digest
 from svtree.compiler.discover import discover
+from svtree.compiler.files import DefinitionFiles, Refused, read_whole
 from svtree.compiler.graph import check_cycles, check_dependencies, start_levels
 from svtree.compiler.scripts import ScriptChecker, check_command_file
 from svtree.compiler.settings import (
     GLOBAL_KEYS, GLOBAL_SETTINGS, SERVICE_KEYS, SERVICE_SETTINGS, Invalid, Setting, check_keys,
     load_toml, parse_toml,
 )
+from svtree.definition import LOGGER_DIR, SERVICE_FILE
 from svtree.errors import CompileError, Problem
 from svtree.plan import GlobalSettings, Plan, ServiceSpec
-
-SERVICE_FILE = "service.toml"
-LOG_DIR = "log"
 
 
 def find_tree_dir(explicit: "str | None") -> str:
@@ -50,20 +49,19 @@ class _Read:
 
 
 class _Compiler:
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, files: "DefinitionFiles | None" = None) -> None:
         self.directory = directory
         self.problems: "list[Problem]" = []
         self.accounts = Accounts()
-        self.scripts = ScriptChecker()
+        self.files = files if files is not None else DefinitionFiles()
+        self.scripts = ScriptChecker(self.files)
 
     def read_global(self, path: "str | None") -> "tuple[GlobalSettings, bytes | None]":
         if path is None:
             return GlobalSettings(), None
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            self.problems.append(Problem(path, f"cannot read: {e.strerror}"))
+        data, problems = read_whole(self.files, path)
+        if data is None:
+            self.problems += problems
             return GlobalSettings(), None
         raw, problems = parse_toml(path, data)
         values, more = check_keys(raw or {}, GLOBAL_KEYS, path)
@@ -86,7 +84,7 @@ class _Compiler:
             present = set()
         raw: "dict[str, Any]" = {}
         if SERVICE_FILE in present:
-            data, problems = load_toml(toml_path)
+            data, problems = load_toml(toml_path, self.files)
             self.problems += problems
             raw = data or {}
         values, problems = check_keys(raw, SERVICE_KEYS, toml_path)
@@ -110,9 +108,9 @@ class _Compiler:
         finish = os.path.join(directory, finish_file)
         has_finish = finish_file in present
         if commands is not None:
-            self.problems += check_command_file(run, required=True)
+            self.problems += check_command_file(run, required=True, files=self.files)
             if has_finish:
-                self.problems += check_command_file(finish, required=False)
+                self.problems += check_command_file(finish, required=False, files=self.files)
         else:
             env_path = dict(resolved["environment"]).get("PATH")
             self.problems += self.scripts.check(run, required=True, env_path=env_path)
@@ -138,15 +136,15 @@ class _Compiler:
         `NAME/log`, which NAME depends on (it starts first and stops last) and whose stdin
         reads NAME's stdout. "/" is in no directory name, so NAME/log names nothing else."""
         read = {name: self.read_service(name)}
-        directory = os.path.join(self.directory, name, LOG_DIR)
+        directory = os.path.join(self.directory, name, LOGGER_DIR)
         if not os.path.isdir(directory):
             return read
         producer = read[name]
-        logger = f"{name}/{LOG_DIR}"
+        logger = f"{name}/{LOGGER_DIR}"
         read[logger] = self.read_service(logger, directory)
         if producer.spec.type == "oneshot":
             self.problems.append(Problem(directory, "a oneshot has no logger",
-                                         hint=f"remove {LOG_DIR}/, or make {name} a longrun"))
+                                         hint=f"remove {LOGGER_DIR}/, or make {name} a longrun"))
         if read[logger].spec.type == "oneshot":
             self.problems.append(Problem(directory, "a logger must be a longrun",
                                          hint=f"remove type from its {SERVICE_FILE}"))
@@ -162,8 +160,8 @@ class _Compiler:
         assert setting.s6_file and setting.read_s6
         path = os.path.join(directory, setting.s6_file.rstrip("/"))
         try:
-            value = setting.convert(setting.read_s6(path))
-        except Invalid as e:
+            value = setting.convert(setting.read_s6(path, self.files))
+        except (Invalid, Refused) as e:
             self.problems.append(Problem(path, e.message, hint=e.hint))
             return
         except OSError as e:
@@ -218,22 +216,23 @@ class _Compiler:
         return origin
 
 
-def compile_tree(directory: str) -> Plan:
-    """Compile the tree at `directory` into a Plan.
+def compile_tree(directory: str, files: "DefinitionFiles | None" = None) -> Plan:
+    """Compile the tree at `directory` into a Plan. `files`: read definition files through
+    it (and its cache of an earlier compile); a fresh one by default.
 
     Raises NoTreeError when the directory is missing, CompileError with every problem found
     when the tree is invalid.
     """
     directory = os.path.abspath(directory)
     found = discover(directory)
-    compiler = _Compiler(directory)
+    compiler = _Compiler(directory, files)
     compiler.problems += found.problems
     settings, global_bytes = compiler.read_global(found.global_file)
     read = {n: r for name in found.names for n, r in compiler.read_with_logger(name).items()}
     return assemble(compiler, read, settings, global_bytes)
 
 
-def recompile(plan: Plan) -> Plan:
+def recompile(plan: Plan, files: "DefinitionFiles | None" = None) -> Plan:
     """Compile again what `plan` was compiled from, in the same layout: a reload, and the
     staleness check of a plan file, compare the result with `plan`. The layout is the
     plan's own (plan files record it), never guessed from its paths.
@@ -241,10 +240,10 @@ def recompile(plan: Plan) -> Plan:
     if plan.layout == "s6-overlay":
         from svtree.compiler.s6overlay import compile_s6_overlay  # it imports this module
 
-        return compile_s6_overlay(plan.root)
+        return compile_s6_overlay(plan.root, files=files)
     if plan.layout != "tree":
         raise ValueError(f"unknown plan layout {plan.layout!r}")
-    return compile_tree(plan.source)
+    return compile_tree(plan.source, files)
 
 
 def check_runnable(plan: Plan) -> Plan:
@@ -268,9 +267,10 @@ def assemble(compiler: _Compiler, read: "dict[str, _Read]", settings: GlobalSett
              global_bytes: "bytes | None",
              files_of: "Callable[[ServiceSpec], str] | None" = None) -> Plan:
     """Check the dependency graph, then (only for a tree without problems) add digests and
-    start levels. `files_of(spec)` digests a service's files: its directory by default
-    (a logger's directory is inside its producer's: the producer's digest covers it, so a
-    changed logger restarts both, as a changed definition file of a service does)."""
+    start levels. `files_of(spec)` digests a service's definition files (adding a problem
+    for one it refuses to read): its directory's by default (a logger's directory is
+    inside its producer's, and part of its definition: a changed logger restarts both, as
+    a changed definition file of a service does)."""
     origin = compiler.dependency_origin(read)
     graph, problems = check_dependencies({n: r.spec.depends_on for n, r in read.items()}, origin)
     compiler.problems += problems
@@ -278,11 +278,13 @@ def assemble(compiler: _Compiler, read: "dict[str, _Read]", settings: GlobalSett
     if compiler.problems:
         raise CompileError(compiler.problems)
 
-    files_of = files_of or (lambda spec: files_digest(spec.path))
+    files_of = files_of or (lambda spec: definition_digest(spec.path, compiler.files, compiler.problems))
     services = tuple(
         replace(r.spec, digest=service_digest(r.spec, files_of(r.spec)))
         for r in (read[name] for name in sorted(read))
     )
+    if compiler.problems:  # a definition file only the digest reads (log/...) was refused
+        raise CompileError(compiler.problems)
     return Plan(
         source=compiler.directory,
         services=services,

@@ -1,10 +1,12 @@
 """Content digests: what a reload compares to decide which services changed.
 
-A service's digest covers every file under its directory (relative name, kind, mode,
-content; a symlink by its target text, never followed) and its resolved settings. It
-ignores timestamps, so touching a file without changing it restarts nothing. Editor
-leftovers (`*~`, `*.swp`, `*.tmp`) are skipped, so saving in vim does not restart a
-service twice.
+A service's digest covers its definition (svtree.definition: `run`, `finish`,
+`service.toml`, the s6 files and the logger's `log/` by content and mode; `down` and the
+entries of `dependencies.d/` by name) and its resolved settings. Nothing else in its
+directory counts: what a service writes there at run time (a pid file, a cache) is data,
+never read, so it restarts nothing. Timestamps do not count either, so touching a file
+without changing it restarts nothing (except a file too large to be read whole, a binary
+`run`: its first MAX_BYTES, its size and its mtime witness a change; see files.py).
 """
 
 from __future__ import annotations
@@ -12,64 +14,66 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from dataclasses import fields
 
-from svtree.compiler.discover import is_editor_leftover
+from svtree.compiler.files import DefinitionFiles, Refused
+from svtree.definition import CONTENT, DIRECTORY, SERVICE, Rule
+from svtree.errors import Problem
 from svtree.plan import ServiceSpec
 
-CHUNK = 1 << 16
 _SETTINGS_FIELDS = tuple(f.name for f in fields(ServiceSpec) if f.name != "digest")
 
 
-def _file_hash(path: str, st: os.stat_result) -> bytes:
-    h = hashlib.sha256()
+def _content_record(files: DefinitionFiles, path: str, problems: "list[Problem]") -> bytes:
+    """mode and sha256 of one definition file; a file we may not read (mode 0600 of another
+    user) by its size and mtime, the best witness of a change we have."""
     try:
-        with open(path, "rb") as f:
-            while True:
-                block = f.read(CHUNK)
-                if not block:
-                    break
-                h.update(block)
-    except OSError:
-        # Unreadable to the compiler (mode 0600 of another user): its size and mtime are the
-        # best witness of a change we have.
-        h.update(b"unreadable\0%d\0%d" % (st.st_size, st.st_mtime_ns))
-    return h.digest()
-
-
-def _walk(h: "hashlib._Hash", directory: str, prefix: bytes) -> None:
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as e:
-        h.update(b"E\0" + prefix + b"\0" + str(e.errno).encode() + b"\0")
-        return
-    for entry in entries:
-        if is_editor_leftover(entry.name):
-            continue
-        rel = prefix + os.fsencode(entry.name)
+        content = files.read(path)
+    except Refused as e:
+        problems.append(Problem(path, e.message, hint=e.hint))
+        return b"refused"
+    except PermissionError:
         try:
-            st = entry.stat(follow_symlinks=False)
+            st = os.stat(path)
         except OSError:
-            continue  # vanished while we looked
-        mode = b"%o" % stat.S_IMODE(st.st_mode)
-        # Each record is kind, name, then fixed-size or NUL-free fields: unambiguous.
-        if stat.S_ISLNK(st.st_mode):
-            h.update(b"L\0" + rel + b"\0" + os.fsencode(os.readlink(entry.path)) + b"\0")
-        elif stat.S_ISDIR(st.st_mode):
-            h.update(b"D\0" + rel + b"\0" + mode + b"\0")
-            _walk(h, entry.path, rel + b"/")
-        elif stat.S_ISREG(st.st_mode):
-            h.update(b"F\0" + rel + b"\0" + mode + b"\0" + _file_hash(entry.path, st))
-        else:
-            # A fifo or socket (s6's supervise/control): never opened, a read could block.
-            h.update(b"O\0" + rel + b"\0" + mode + b"\0%d\0" % stat.S_IFMT(st.st_mode))
+            return b"unreadable"
+        return b"unreadable\0%d\0%d" % (st.st_size, st.st_mtime_ns)
+    except OSError as e:  # vanished, a broken symlink: the checks of run and finish tell
+        return b"E%d" % (e.errno or 0)
+    return b"%o\0" % content.mode + content.digest.encode()
 
 
-def files_digest(directory: str) -> str:
-    """sha256 over the files of one directory tree."""
-    h = hashlib.sha256(b"svtree-files-1\0")
-    _walk(h, directory, b"")
+def _walk(h: "hashlib._Hash", files: DefinitionFiles, problems: "list[Problem]", rule: Rule,
+          directory: str, parts: "tuple[str, ...]") -> None:
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as e:
+        h.update(b"E\0" + os.fsencode("/".join(parts)) + b"\0%d\0" % (e.errno or 0))
+        return
+    for name in names:
+        sub = parts + (name,)
+        kind = rule.entry(sub)
+        if kind is None:
+            continue  # data (or a hidden name, an editor leftover)
+        path = os.path.join(directory, name)
+        rel = os.fsencode("/".join(sub))
+        # Each record is kind, name, then NUL-free fields: unambiguous.
+        if kind == CONTENT:
+            h.update(b"F\0" + rel + b"\0" + _content_record(files, path, problems) + b"\0")
+        elif kind == DIRECTORY and os.path.isdir(path):
+            h.update(b"D\0" + rel + b"\0")
+            _walk(h, files, problems, rule, path, sub)
+        else:  # by name: `down`, an entry of dependencies.d/ (or a `log` that is a file)
+            h.update(b"N\0" + rel + b"\0")
+
+
+def definition_digest(directory: str, files: DefinitionFiles, problems: "list[Problem]",
+                      rule: Rule = SERVICE) -> str:
+    """sha256 over the definition files of one service directory (which files: `rule`,
+    svtree.definition's SERVICE, or SERVICE_RC for an s6-rc source directory). A
+    definition file that is not a regular file becomes a problem in `problems`."""
+    h = hashlib.sha256(b"svtree-definition-1\0")
+    _walk(h, files, problems, rule, directory, ())
     return h.hexdigest()
 
 
@@ -92,14 +96,7 @@ def source_digest(services: "tuple[ServiceSpec, ...]", global_bytes: "bytes | No
     return h.hexdigest()
 
 
-def script_digest(path: str) -> str:
-    """sha256 over one script (mode and content): the files of a service that is a single
-    script, like an s6-overlay cont-init.d entry."""
-    h = hashlib.sha256(b"svtree-script-1\0")
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        h.update(b"E\0" + str(e.errno).encode() + b"\0")
-    else:
-        h.update(b"%o\0" % stat.S_IMODE(st.st_mode) + _file_hash(path, st))
-    return h.hexdigest()
+def script_digest(path: str, files: DefinitionFiles, problems: "list[Problem]") -> str:
+    """sha256 over one script (mode and content): the definition of a service that is a
+    single script, like an s6-overlay cont-init.d entry."""
+    return hashlib.sha256(b"svtree-script-1\0" + _content_record(files, path, problems)).hexdigest()

@@ -6,11 +6,10 @@ import os
 import re
 from dataclasses import dataclass
 
+from svtree.definition import GLOBAL_FILE, is_ignored
 from svtree.errors import CompileError, Problem
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
-GLOBAL_FILE = "svtree.toml"
-EDITOR_LEFTOVERS = ("~", ".swp", ".tmp")
 
 
 class NoTreeError(CompileError):
@@ -27,15 +26,6 @@ class NoTreeError(CompileError):
         self.reason = reason
 
 
-def is_ignored(name: str) -> bool:
-    """Hidden entries and editor leftovers are never part of a tree (nor of a digest)."""
-    return name.startswith(".") or name.endswith(EDITOR_LEFTOVERS)
-
-
-def is_editor_leftover(name: str) -> bool:
-    return name.endswith(EDITOR_LEFTOVERS)
-
-
 @dataclass(frozen=True)
 class Found:
     names: "tuple[str, ...]"  # valid service names, sorted
@@ -45,6 +35,7 @@ class Found:
 
 def discover(directory: str) -> Found:
     """List DIR: services (subdirectories, symlinks to them count) and svtree.toml.
+    Hidden entries and editor leftovers are skipped (svtree.definition.is_ignored).
 
     Plain files other than svtree.toml are ignored; a subdirectory with an invalid name
     is a problem, since the user clearly meant it as a service.

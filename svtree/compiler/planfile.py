@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from svtree.compiler.build import recompile
 from svtree.compiler.discover import NoTreeError
+from svtree.compiler.files import DefinitionFiles
 from svtree.errors import CompileError, PlanFileError
 from svtree.plan import Plan, load
 
 
-def load_plan_file(path: str) -> Plan:
+def load_plan_file(path: str, files: "DefinitionFiles | None" = None) -> Plan:
     """Load a plan file, refusing one from another svtree version (plan.load) and one whose
     tree changed since it was compiled: running services from stale settings would be a
     silent lie. The tree is compiled again, in the layout the plan records, to compare
@@ -25,7 +26,7 @@ def load_plan_file(path: str) -> Plan:
     tree = f"the s6-overlay tree of {plan.root}" if s6 else f"the tree {plan.source}"
     again = f"run `svtree compile {what} -o {path}` again"
     try:
-        fresh = recompile(plan)
+        fresh = recompile(plan, files)
     except NoTreeError as e:
         raise PlanFileError(f"{path}: the tree it was compiled from is gone ({e.directory}: "
                             f"{e.reason}): {again} with the right {'ROOT' if s6 else 'DIR'}") from None

@@ -62,10 +62,12 @@ from dataclasses import replace
 from typing import Mapping
 
 from svtree.compiler.build import _Compiler, _Read, assemble
-from svtree.compiler.digest import files_digest, script_digest
-from svtree.compiler.discover import NAME, NoTreeError, discover, is_ignored
+from svtree.compiler.digest import definition_digest, script_digest
+from svtree.compiler.discover import NAME, NoTreeError, discover
+from svtree.compiler.files import DefinitionFiles
 from svtree.compiler.s6env import KNOWN, read_s6_variables
 from svtree.compiler.s6rc import consumers_declared, find_execlineb, pipeline_name, read_sources
+from svtree.definition import SERVICE, SERVICE_RC, is_ignored
 from svtree.errors import Problem
 from svtree.plan import GlobalSettings, Plan, ServiceSpec
 
@@ -179,7 +181,8 @@ class _Expander:
         return self.flat[name]
 
 
-def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None) -> Plan:
+def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None,
+                       files: "DefinitionFiles | None" = None) -> Plan:
     """Compile s6-overlay's layouts of ROOT into one plan (see the module docstring).
 
     The plan's source is ROOT/etc/services.d; svtree.toml is read there. Its layout and
@@ -192,7 +195,7 @@ def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None) ->
     s6rc_dir = os.path.join(root, S6RC_DIR)
     if not has_tree(root):
         raise NoTreeError(services_dir, f"no {SERVICES_DIR} and no {S6RC_DIR} in {root}")
-    compiler = _Compiler(services_dir)
+    compiler = _Compiler(services_dir, files)
     read: "dict[str, _Read]" = {}
     legacy: "tuple[str, ...]" = ()
     settings, global_bytes = GlobalSettings(), None
@@ -303,8 +306,11 @@ def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None) ->
     shown = {name: expand.names([name]) for name in sorted(bundles)}  # reports cycles of unused ones too
     used = tuple((n, v) for n, v in s6.used)
     plan = assemble(compiler, read, settings, global_bytes,
-                    files_of=lambda spec: (script_digest(scripts[spec.name]) if spec.name in scripts
-                                           else files_digest(spec.path)))
+                    files_of=lambda spec: (
+                        script_digest(scripts[spec.name], compiler.files, compiler.problems)
+                        if spec.name in scripts else
+                        definition_digest(spec.path, compiler.files, compiler.problems,
+                                          SERVICE_RC if spec.name in atomic else SERVICE)))
     mapped = [(n, v) for n, v in used if n in KNOWN and KNOWN[n].apply is not None]
     digest = plan.source_digest
     if mapped:  # a plan compiled with other values of these is stale
@@ -318,7 +324,7 @@ def _pipelines(compiler: _Compiler, atomic: "dict[str, _Read]", bundles: "dict[s
                bundle_paths: "dict[str, str]", read: "dict[str, _Read]") -> None:
     """Check producer-for against consumer-for, as s6-rc-compile does; each producer
     depends on its logger; a last consumer's pipeline-name is a bundle of its pipeline."""
-    consumers = {name: consumers_declared(r.spec.path) for name, r in atomic.items()}
+    consumers = {name: consumers_declared(r.spec.path, compiler.files) for name, r in atomic.items()}
     for name, r in atomic.items():
         logger = r.spec.logger
         if logger is None:
@@ -344,7 +350,7 @@ def _pipelines(compiler: _Compiler, atomic: "dict[str, _Read]", bundles: "dict[s
                     os.path.join(atomic[name].spec.path, "consumer-for"),
                     f'names "{producer}", which does not name "{name}" in its producer-for',
                     hint=f"write {name} in {producer}/producer-for, or remove the line"))
-        label = pipeline_name(atomic[name].spec.path)
+        label = pipeline_name(atomic[name].spec.path, compiler.files)
         if producers and label is not None and atomic[name].spec.logger is None:
             members, todo = set(), [name]
             while todo:

@@ -29,9 +29,11 @@ import shutil
 from dataclasses import dataclass, field, replace
 
 from svtree.compiler.build import _Compiler, _Read
-from svtree.compiler.discover import NAME, is_ignored
+from svtree.compiler.discover import NAME
+from svtree.compiler.files import DefinitionFiles, Refused
 from svtree.compiler.scripts import DEFAULT_PATH
 from svtree.compiler.settings import MAX_SECONDS, toml_literal
+from svtree.definition import is_ignored
 from svtree.errors import Problem
 
 TYPES = ("longrun", "oneshot", "bundle")
@@ -92,11 +94,11 @@ def find_execlineb(environ_path: "str | None") -> "str | None":
     return shutil.which("execlineb", path=search)
 
 
-def read_name_list(path: str) -> "list[str]":
+def read_name_list(path: str, files: DefinitionFiles) -> "list[str]":
     """s6-rc's older list files (`contents`, `dependencies`): one name a line, leading
-    blanks skipped, trailing ones kept, empty lines and lines starting with # ignored."""
-    with open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="replace")
+    blanks skipped, trailing ones kept, empty lines and lines starting with # ignored.
+    Raises OSError, or Refused for a file that is not a regular file."""
+    text = files.read(path).data.decode("utf-8", errors="replace")
     out = []
     for line in text.split("\n"):
         line = line.lstrip(" \t")
@@ -111,9 +113,11 @@ def _read_list(compiler: _Compiler, directory: str, dir_name: str, file_name: st
     if os.path.isdir(listed):
         return sorted(n for n in os.listdir(listed) if not is_ignored(n))
     path = os.path.join(directory, file_name)
-    if os.path.isfile(path):
+    if os.path.lexists(path) and not os.path.isdir(path):
         try:
-            return read_name_list(path)
+            return read_name_list(path, compiler.files)
+        except Refused as e:
+            compiler.problems.append(Problem(path, e.message, hint=e.hint))
         except OSError as e:
             compiler.problems.append(Problem(path, f"cannot read: {e.strerror}"))
     return None
@@ -122,8 +126,10 @@ def _read_list(compiler: _Compiler, directory: str, dir_name: str, file_name: st
 def _read_ms(compiler: _Compiler, path: str) -> "float | None":
     """A file of milliseconds; 0 means no timeout in s6-rc, which leaves svtree's default."""
     try:
-        with open(path, "rb") as f:
-            text = f.read(4096).decode("utf-8", errors="replace").strip()
+        text = compiler.files.read(path).data[:4096].decode("utf-8", errors="replace").strip()
+    except Refused as e:
+        compiler.problems.append(Problem(path, e.message, hint=e.hint))
+        return None
     except OSError as e:
         compiler.problems.append(Problem(path, f"cannot read: {e.strerror}"))
         return None
@@ -192,8 +198,10 @@ def _read_definition(compiler: _Compiler, source: Source, name: str, directory: 
         kind = "bundle"
     else:
         try:
-            with open(type_path, "rb") as f:
-                kind = f.read(4096).decode("utf-8", errors="replace").strip()
+            kind = compiler.files.read(type_path).data[:4096].decode("utf-8", errors="replace").strip()
+        except Refused as e:
+            compiler.problems.append(Problem(type_path, e.message, hint=e.hint))
+            return
         except FileNotFoundError:
             compiler.problems.append(Problem(type_path, "missing: every s6-rc service needs a type file",
                                              hint="write longrun, oneshot or bundle in it"))
@@ -266,7 +274,14 @@ def _pipeline_files(compiler: _Compiler, directory: str, present: "set[str]", ch
     are checked against it in s6overlay.py, once every service is read."""
     if "producer-for" in present:
         path = os.path.join(directory, "producer-for")
-        names = read_name_list(path)
+        try:
+            names = read_name_list(path, compiler.files)
+        except Refused as e:
+            compiler.problems.append(Problem(path, e.message, hint=e.hint))
+            return
+        except OSError as e:
+            compiler.problems.append(Problem(path, f"cannot read: {e.strerror}"))
+            return
         if len(names) != 1:
             compiler.problems.append(Problem(path, f"must hold one service name, not {len(names)}",
                                              hint="a producer feeds one consumer"))
@@ -274,17 +289,22 @@ def _pipeline_files(compiler: _Compiler, directory: str, present: "set[str]", ch
             changes["logger"] = names[0]
 
 
-def consumers_declared(directory: str) -> "tuple[str, ...]":
-    path = os.path.join(directory, "consumer-for")
-    return tuple(read_name_list(path)) if os.path.isfile(path) else ()
-
-
-def pipeline_name(directory: str) -> "str | None":
-    path = os.path.join(directory, "pipeline-name")
-    if not os.path.isfile(path):
+def _names_if_readable(path: str, files: DefinitionFiles) -> "list[str] | None":
+    """The names in a list file; None when there is no regular file to read (a file that
+    is not regular is refused by the digest of its service, with the problem named)."""
+    try:
+        return read_name_list(path, files)
+    except (OSError, Refused):
         return None
-    names = read_name_list(path)
-    return names[0] if len(names) == 1 else None
+
+
+def consumers_declared(directory: str, files: DefinitionFiles) -> "tuple[str, ...]":
+    return tuple(_names_if_readable(os.path.join(directory, "consumer-for"), files) or ())
+
+
+def pipeline_name(directory: str, files: DefinitionFiles) -> "str | None":
+    names = _names_if_readable(os.path.join(directory, "pipeline-name"), files)
+    return names[0] if names is not None and len(names) == 1 else None
 
 
 def files_markdown() -> str:

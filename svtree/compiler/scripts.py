@@ -13,17 +13,20 @@ import shlex
 import shutil
 import stat
 
+from svtree.compiler.files import DefinitionFiles, Refused
 from svtree.errors import Problem, display_path
 
 ELF_MAGIC = b"\x7fELF"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-READ_LIMIT = 1 << 20  # scripts are small; a large file is a binary and only its head matters
 
 
 class ScriptChecker:
-    """Checks scripts; caches what it learns about interpreters for one compile."""
+    """Checks scripts; caches what it learns about interpreters for one compile. Scripts
+    are read through `files` (at most files.MAX_BYTES each: scripts are small; a large
+    file is a binary and only its head matters)."""
 
-    def __init__(self) -> None:
+    def __init__(self, files: DefinitionFiles) -> None:
+        self.files = files
         self._interpreters: "dict[str, str | None]" = {}  # path -> why unusable, or None
         self._on_path: "dict[tuple[str, str], bool]" = {}
 
@@ -53,10 +56,10 @@ class ScriptChecker:
             problems.append(Problem(path, "is not executable",
                                     hint=f"make it executable: chmod +x {display_path(path)}"))
         try:
-            with open(path, "rb") as f:
-                head = f.read(READ_LIMIT)
-        except OSError:
+            head = self.files.read(path).data
+        except (OSError, Refused):
             # Unreadable to us (another owner, mode 0700): execve may still work for its user.
+            # (Refused: replaced by a FIFO since the stat above; the next compile says so.)
             return problems
         problems += self._check_content(path, head, env_path)
         return problems
@@ -143,20 +146,21 @@ def _crlf(path: str, data: bytes) -> "list[Problem]":
                     hint=f"convert it with dos2unix {shown} or sed -i 's/\\r$//' {shown}")]
 
 
-def check_command_file(path: str, required: bool) -> "list[Problem]":
+def check_command_file(path: str, required: bool, files: DefinitionFiles) -> "list[Problem]":
     """An s6-rc oneshot's `up` (required) or `down`: a command line that execlineb reads,
     not a program, so it needs no #! line and no executable bit."""
     name = os.path.basename(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(READ_LIMIT)
+        data = files.read(path).data
     except FileNotFoundError:
         if not required:
             return []
         return [Problem(path, f"missing: an s6-rc oneshot needs an {name} file",
                         hint="write in it the command line to run, e.g. the path of a script")]
-    except IsADirectoryError:
-        return [Problem(path, "must be a file", hint=f"{name} holds a command line")]
+    except Refused as e:
+        if e.kind == "a directory":
+            return [Problem(path, "must be a file", hint=f"{name} holds a command line")]
+        return [Problem(path, e.message, hint=e.hint)]
     except OSError as e:
         return [Problem(path, f"cannot be read: {e.strerror}")]
     if b"\0" in data:

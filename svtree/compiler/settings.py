@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from svtree.compiler.discover import is_ignored
+from svtree.compiler.files import DefinitionFiles, read_whole
+from svtree.definition import is_ignored
 from svtree.errors import Problem
 from svtree.signames import parse_signal, signal_name
 
@@ -216,45 +217,44 @@ def account(kind: str) -> "Callable[[Any], int | str]":
 
 # --- readers of the s6 / s6-rc files ------------------------------------------------------
 
-def _read_text(path: str) -> str:
-    with open(path, "rb") as f:
-        data = f.read(4096)
+def _read_text(path: str, files: DefinitionFiles) -> str:
+    data = files.read(path).data[:4096]
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise Invalid("is not text") from None
 
 
-def read_type_file(path: str) -> str:
-    text = _read_text(path)
+def read_type_file(path: str, files: DefinitionFiles) -> str:
+    text = _read_text(path, files)
     if text == "bundle":
         raise Invalid('s6-rc bundles are not supported',
                       "list the bundle's services in depends_on of the services that need them")
     return text
 
 
-def read_notification_fd_file(path: str) -> int:
-    text = _read_text(path)
+def read_notification_fd_file(path: str, files: DefinitionFiles) -> int:
+    text = _read_text(path, files)
     if not text.isdigit():
         raise Invalid(f"must hold a file descriptor number like 3, not {toml_literal(text)}")
     return int(text)
 
 
-def read_timeout_finish_file(path: str) -> float:
+def read_timeout_finish_file(path: str, files: DefinitionFiles) -> float:
     """Milliseconds, as in s6. 0 means "no limit" in s6: it becomes MAX_SECONDS."""
-    text = _read_text(path)
+    text = _read_text(path, files)
     if not text.isdigit():
         raise Invalid(f"must hold a number of milliseconds like 5000, not {toml_literal(text)}")
     ms = int(text)
     return MAX_SECONDS if ms == 0 else ms / 1000.0
 
 
-def read_down_signal_file(path: str) -> str:
+def read_down_signal_file(path: str, files: DefinitionFiles) -> str:
     """s6's down-signal: a signal name, with or without SIG ("SIGHUP", "HUP")."""
-    return _read_text(path)
+    return _read_text(path, files)
 
 
-def read_dependencies_dir(path: str) -> "list[str]":
+def read_dependencies_dir(path: str, files: DefinitionFiles) -> "list[str]":
     """s6-rc's dependencies.d/: one (empty) file per dependency, named after it."""
     if not os.path.isdir(path):
         raise Invalid("must be a directory holding one empty file per dependency")
@@ -274,7 +274,8 @@ class Setting:
     doc: str
     field: "str | None" = None  # ServiceSpec / GlobalSettings field; None: resolved elsewhere
     s6_file: "str | None" = None  # the s6 / s6-rc spelling: a file in the service directory
-    read_s6: "Callable[[str], Any] | None" = None  # s6 file path -> value for `convert`
+    # (s6 file path, the compile's DefinitionFiles) -> value for `convert`
+    read_s6: "Callable[[str, DefinitionFiles], Any] | None" = None
     default_doc: "str | None" = None  # how the docs show the default, when not its literal
 
     def default_text(self) -> str:
@@ -359,13 +360,11 @@ GLOBAL_KEYS: "dict[str, Setting]" = {s.name: s for s in GLOBAL_SETTINGS}
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 
 
-def load_toml(path: str) -> "tuple[dict | None, list[Problem]]":
-    """Read and parse a TOML file; see parse_toml."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return None, [Problem(path, f"cannot read: {e.strerror}")]
+def load_toml(path: str, files: DefinitionFiles) -> "tuple[dict | None, list[Problem]]":
+    """Read (see files.read_whole) and parse a TOML file; see parse_toml."""
+    data, problems = read_whole(files, path)
+    if data is None:
+        return None, problems
     return parse_toml(path, data)
 
 

@@ -1,7 +1,8 @@
 """Reload: compile the tree again, diff by content digest, apply only the difference.
 
-Triggers: the watcher process (changes under the plan's watch_paths(): DIR, and for the
-s6-overlay layout its cont-init.d and cont-finish.d; bursts coalesced by a quiet period),
+Triggers: the watcher process (changes that can change the plan, under the plan's
+watch_roots(): DIR, and for the s6-overlay layout its cont-init.d, cont-finish.d,
+s6-rc.d and user-bundles.d; bursts coalesced by a quiet period),
 SIGHUP, and `svtree ctl reload`. An invalid tree changes nothing. A reload that arrives
 while another is still being applied (its services still stopping) waits and is merged
 with any other that arrives meanwhile; during shutdown reloads are ignored.
@@ -43,11 +44,13 @@ class Reloader:
     def start_watcher(self) -> None:
         if not self.watch or self.core.shutting_down:
             return
-        paths = self.core.plan.watch_paths()
+        roots = self.core.plan.watch_roots()
+        paths = tuple(d for _, d in roots)
+        flags = [arg for kind, d in roots for arg in (f"--{kind}", d)]
         r, w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDONLY)
         try:
-            pid = osutil.spawn(selfexec.watcher_command(paths),
+            pid = osutil.spawn(selfexec.watcher_command(flags),
                                cwd=None, env=dict(os.environ), fds={0: devnull, 1: w, 2: 2})
         except OSError as e:
             os.close(r)

@@ -113,8 +113,7 @@ def test_reload_through_the_watcher(rootfs, tree, run_bundle):
     pid_a = sv.status()["a"]["pid"]
     # The watcher is the same executable with the hidden subcommand, not a Python.
     cmdlines = sv.inside("sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done").stdout
-    assert f"{EXE} _watcher {tree.dir} " in cmdlines.splitlines() or \
-        f"{EXE} _watcher {tree.dir}" in [line.strip() for line in cmdlines.splitlines()], cmdlines
+    assert f"{EXE} _watcher --tree {tree.dir}" in [line.strip() for line in cmdlines.splitlines()], cmdlines
     # A new service appears in one rename (the compiler skips dot-names while it is written).
     staging = rootfs.host(f"{tree.dir}/.c")
     os.mkdir(staging)

@@ -169,3 +169,76 @@ def test_dependency_order_is_kept_when_both_ends_change(tree, run_svtree):
     starts = [r[1] for r in rows if r[0] == "start"][2:]
     assert starts == ["db", "app"]  # dependencies start first
     assert sv.stop() == 0
+
+
+def test_a_service_writing_into_its_directory_is_never_restarted(tree, run_svtree):
+    """What run writes into its own directory (its cwd) at run time is data: a pid file,
+    a cache, a state file every 100 ms for 10 s restart nothing (was: the watcher and the
+    digest counted them, and the service restarted on every write). Editing its run
+    still restarts it."""
+    tree.service("writer", tree.sh("""
+        echo $$ > run.pid
+        mkdir -p cache supervise
+        while :; do
+            date +%s%N > state.txt
+            date > cache/entry
+            : > .lock
+            echo tick >> $EVENTS
+            sleep 0.1
+        done
+    """))
+    tree.service("other", tree.sh(RUN))
+    sv = start_watching(run_svtree, "writer", "other")
+    before = pids(sv)
+    ticks = lambda: sum(1 for r in tree.event_lines() if r == ["tick"])  # noqa: E731
+    start = ticks()
+    wait_for(lambda: ticks() >= start + 100, timeout=40, what="100 writes (10 s)")
+    status = sv.status()
+    assert pids(sv) == before
+    assert status["writer"]["restarts"] == 0
+    assert reload_events(sv, "reload_applied") == []
+    tree.write("writer/run", tree.sh("echo edited >> $EVENTS\n" + RUN), executable=True)
+    wait_for(lambda: ["edited"] in tree.event_lines(), what="the edited run to start")
+    after = pids(sv)
+    assert after["writer"] != before["writer"] and after["other"] == before["other"]
+    assert [e["changed"] for e in reload_events(sv, "reload_applied")] == [["writer"]]
+    assert sv.stop() == 0
+
+
+def test_editor_leftovers_never_restart_a_service(three, run_svtree):
+    """Vim's swap files and editors' backups are neither definition nor a reason to wake
+    the watcher, and a later unrelated reload leaves their service alone (was: `.run.swo`
+    changed the service's digest without waking the watcher, so the next reload
+    restarted it)."""
+    sv = start_watching(run_svtree, "a", "b", "c")
+    before = pids(sv)
+    for name in (".run.swo", ".run.swp", "run.swo", "run~", ".service.toml.swx", "run.tmp"):
+        three.write(f"a/{name}", "leftover\n")
+    three.service("d", three.sh(RUN))  # an unrelated change: one reload
+    wait_for(lambda: "d" in sv.status(), what="the reload that adds d")
+    sv.wait_state("ready", "d")
+    after = pids(sv)
+    assert {k: after[k] for k in before} == before
+    assert [e["added"] for e in reload_events(sv, "reload_applied")] == [["d"]]
+    assert all(e["changed"] == [] for e in reload_events(sv, "reload_applied"))
+    r = sv.ctl("reload")
+    assert r.returncode == 0 and "no change" in r.stdout, r.stdout + r.stderr
+    assert sv.stop() == 0
+
+
+def test_a_fifo_named_like_a_settings_file_is_refused_and_nothing_stops(three, run_svtree):
+    """A FIFO (or /dev/zero) where a definition file should be would block or fill the
+    compile: it is refused, with one line naming the file; the running tree goes on."""
+    sv = run_svtree(args=["--log-format", "json"])
+    sv.wait_state("ready", "a", "b", "c")
+    before = pids(sv)
+    os.mkfifo(os.path.join(three.dir, "a", "service.toml"))
+    os.symlink("/dev/zero", os.path.join(three.dir, "b", "type"))
+    r = sv.ctl("reload", timeout=20)
+    assert r.returncode == 1
+    assert "a/service.toml: is a FIFO, not a regular file" in r.stderr
+    assert "b/type: is a symlink to /dev/zero, a character device, not a regular file" in r.stderr
+    [ev] = reload_events(sv, "reload_rejected")
+    assert len(ev["errors"]) == 2
+    assert pids(sv) == before
+    assert sv.stop() == 0

@@ -150,37 +150,50 @@ def test_plan_files_round_trip(all_settings, down, oneshot):
         assert load_plan_file(path) == plan
 
 
-# --- the digest changes when, and only when, its service changes --------------------------
+# --- the digest changes when, and only when, its definition changes ----------------------
 
 BASE = {
     "a": {"service.toml": 'restart = "always"\n', "data/conf.txt": "hello\n", "data/empty/": ""},
-    "b": {"finish": "#!/bin/sh\necho \"$@\"\n", "notes": b"\x00\x01binary"},
+    "b": {"finish": "#!/bin/sh\necho \"$@\"\n", "notes": b"\x00\x01binary",
+          "log/run": ("#!/bin/sh\nexec cat\n", 0o755)},
     "c": {"dependencies.d/a": ""},
 }
 
 
 def _edit(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(data)
 
 
-# Each: (description, does it change the service's content?, action on the service directory).
+# Each: (description, does it change the service's definition?, action on its directory).
+# Definition: run, finish, down, service.toml, the s6 files, dependencies.d/, log/; the
+# rest of the directory is data a service may write at run time (svtree/definition.py).
 CHANGES = [
     ("rewrite run with other bytes", True, lambda d: _edit(f"{d}/run", b"#!/bin/sh\nexec sleep 2\n")),
     ("append one byte to run", True, lambda d: open(f"{d}/run", "ab").write(b" ")),
-    ("chmod a file", True, lambda d: os.chmod(f"{d}/run", 0o700)),
-    ("add a file", True, lambda d: _edit(f"{d}/new.conf", b"")),
-    ("add a nested file", True, lambda d: (os.makedirs(f"{d}/x/y", exist_ok=True), _edit(f"{d}/x/y/z", b"1"))),
-    ("add an empty directory", True, lambda d: os.makedirs(f"{d}/emptydir", exist_ok=True)),
-    ("add a dotfile", True, lambda d: _edit(f"{d}/.env", b"A=1\n")),
-    ("add a symlink", True, lambda d: os.symlink("run", f"{d}/link")),
-    ("rename a file", True, lambda d: os.rename(f"{d}/run", f"{d}/run2") or _edit(f"{d}/run", open(f"{d}/run2", "rb").read()) or os.chmod(f"{d}/run", 0o755)),
+    ("chmod run", True, lambda d: os.chmod(f"{d}/run", 0o700)),
+    ("add a finish", True, lambda d: (_edit(f"{d}/finish", b"#!/bin/sh\n"), os.chmod(f"{d}/finish", 0o755))),
     ("add a down file", True, lambda d: _edit(f"{d}/down", b"")),
     ("change a setting", True, lambda d: open(f"{d}/service.toml", "a").write("stop_timeout = 3\n")),
+    ("add a comment to service.toml", True, lambda d: open(f"{d}/service.toml", "a").write("# why\n")),
+    ("write an s6 file with the default value", True, lambda d: _edit(f"{d}/timeout-finish", b"5000\n")),
+    ("add or edit a logger", True, lambda d: (_edit(f"{d}/log/run", b"#!/bin/sh\nexec cat -u\n"), os.chmod(f"{d}/log/run", 0o755))),
+    ("add a data file", False, lambda d: _edit(f"{d}/new.conf", b"")),
+    ("add a nested data file", False, lambda d: _edit(f"{d}/x/y/z", b"1")),
+    ("add an empty directory", False, lambda d: os.makedirs(f"{d}/emptydir", exist_ok=True)),
+    ("write a pid file", False, lambda d: _edit(f"{d}/state.pid", b"123\n")),
+    ("add a dotfile", False, lambda d: _edit(f"{d}/.env", b"A=1\n")),
+    ("add a symlink", False, lambda d: os.symlink("run", f"{d}/link")),
+    ("make a FIFO that is not a definition file", False, lambda d: os.mkfifo(f"{d}/control")),
+    ("copy run to a data file", False, lambda d: _edit(f"{d}/run2", open(f"{d}/run", "rb").read())),
     ("rewrite run with the same bytes", False, lambda d: _edit(f"{d}/run", open(f"{d}/run", "rb").read())),
     ("touch run", False, lambda d: os.utime(f"{d}/run", (1, 1))),
     ("leave an editor leftover", False, lambda d: _edit(f"{d}/.run.swp", b"vim")),
+    ("leave vim's second swap file", False, lambda d: _edit(f"{d}/.run.swo", b"vim")),
+    ("leave a .swo next to run", False, lambda d: _edit(f"{d}/run.swo", b"vim")),
     ("leave a backup file", False, lambda d: _edit(f"{d}/run~", b"old")),
+    ("write data into log/", False, lambda d: os.path.isdir(f"{d}/log") and _edit(f"{d}/log/current", b"line\n")),
 ]
 
 
@@ -204,10 +217,14 @@ def test_digest_changes_when_and_only_when_the_service_changes(target, change):
 @settings(max_examples=20, deadline=None)
 @given(st.binary(max_size=64), st.binary(max_size=64))
 def test_digest_follows_file_content(first, second):
+    # A comment of service.toml: definition bytes the compiler does not check otherwise.
+    def toml(data: bytes) -> bytes:
+        return b"# " + data.hex().encode() + b"\n"
+
     with scratch_dir() as root:
-        tree = make_tree(root, {"a": {"blob": first}, "b": {}})
+        tree = make_tree(root, {"a": {"service.toml": toml(first)}, "b": {}})
         one = compile_tree(tree).by_name()
-        _edit(os.path.join(tree, "a", "blob"), second)
+        _edit(os.path.join(tree, "a", "service.toml"), toml(second))
         two = compile_tree(tree).by_name()
     assert (one["a"].digest == two["a"].digest) == (first == second)
     assert one["b"].digest == two["b"].digest

@@ -55,7 +55,7 @@ def test_the_watcher_subcommand_is_dispatched_before_heavy_imports():
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=REPO), timeout=30)
     assert r.stdout.strip() == "2 []", (r.stdout, r.stderr)
-    assert "usage: svtree _watcher DIR" in r.stderr
+    assert "usage: svtree _watcher --tree DIR" in r.stderr
 
 
 def test_the_ctl_path_does_not_load_selfexec():
@@ -70,11 +70,11 @@ def test_the_ctl_path_does_not_load_selfexec():
 def test_the_watcher_command_runs_the_watcher(tmp_path):
     """The argv the core spawns, spawned: it sets its watches, says `ready`, then reports a
     change. Killed by pid."""
-    proc = subprocess.Popen(selfexec.watcher_command([str(tmp_path)]), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(selfexec.watcher_command(["--tree", str(tmp_path)]), stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO))
     try:
         assert proc.stdout.readline() == b"ready\n"
-        (tmp_path / "new").write_text("x")
+        (tmp_path / "web").mkdir()  # a new service directory (a plain file would be no change)
         assert proc.stdout.readline() == b"changed\n"
     finally:
         proc.kill()
