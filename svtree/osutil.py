@@ -244,3 +244,27 @@ def is_zombie(pid: int) -> bool:
     except OSError:
         return False
     return data[data.rfind(b")") + 2:][:1] == b"Z"
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+
+
+def become_helper(name: bytes, keep: "list[int]") -> None:
+    """Set up a short-lived helper child (a compile, an orphan scan) just forked from the
+    core with `fork_quiet`: default signal dispositions and no wakeup fd (a SIGTERM ends
+    it; its signals never reach the core's loop), the original signal mask, stdin,
+    stdout and stderr on /dev/null (it reports over its own pipe and must not block on
+    svtree's output), no fd of the core's but those in `keep`, `name` in ps, and SIGKILL
+    when the core dies."""
+    reset_signal_dispositions()
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ORIGINAL_SIGMASK)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    close_fds_except([0, 1, 2, *keep])
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _libc.prctl(PR_SET_NAME, name[:15], 0, 0, 0)
+    except (OSError, AttributeError):
+        pass

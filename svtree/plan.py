@@ -68,6 +68,7 @@ class GlobalSettings:
     main_stop_timeout: float = 10.0
     log_format: str = "console"  # "console" | "json"
     output: str = "prefix"  # "prefix" | "raw"
+    reload_timeout: float = 30.0  # seconds a reload's compile may take
     # Set from s6-overlay's S6_* variables (svtree.compiler.s6env), not svtree.toml keys.
     # boot_timeout: seconds the boot may take (every service wanted up ready, every oneshot
     # done) before boot_failure applies; None: no limit.

@@ -349,6 +349,9 @@ GLOBAL_SETTINGS: "tuple[Setting, ...]" = (
     Setting("output", "string", "prefix", one_of("prefix", "raw"),
             '"prefix": service lines as `NAME | line`; "raw": services get svtree\'s own fds',
             field="output"),
+    Setting("reload_timeout", "seconds", 30.0, seconds(positive=True),
+            "the longest a reload may spend compiling the tree (a hung filesystem, a slow user "
+            "lookup); a slower reload is rejected and changes nothing", field="reload_timeout"),
 )
 
 SERVICE_KEYS: "dict[str, Setting]" = {s.name: s for s in SERVICE_SETTINGS}

@@ -1,4 +1,5 @@
-"""`svtree run`: compile (or load) the plan, become PID 1's worth of care, run the loop."""
+"""`svtree run`: take the signals, compile (or load) the plan in a child process, become
+PID 1's worth of care, run the loop."""
 
 from __future__ import annotations
 
@@ -9,45 +10,94 @@ import traceback
 
 from svtree import exitcodes, osutil
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
-def _load_plan(args):
-    """The plan, or (None, exit code) after printing why there is none."""
-    from svtree.compiler import check_runnable, compile_tree, find_tree_dir, load_plan_file
-    from svtree.errors import CompileError, PlanFileError, display_path
 
-    try:
+def _first_job(args):
+    """What the first compile does, in the child: the plan of --plan, --s6-overlay or DIR."""
+
+    def job(files):
+        from svtree.compiler import check_runnable, compile_tree, find_tree_dir, load_plan_file
+
         if args.plan:
-            return check_runnable(load_plan_file(args.plan)), None
+            return check_runnable(load_plan_file(args.plan, files))
         root = getattr(args, "s6_root", None)  # cli.py checked ROOT has a tree
         if root:
             from svtree.compiler.s6overlay import compile_s6_overlay
 
-            return check_runnable(compile_s6_overlay(root)), None
-        directory = find_tree_dir(args.dir)
-        if not os.path.isdir(directory):
-            sys.stderr.write(f"svtree run: no tree at {display_path(directory)} "
-                             "(give --dir DIR, set SVTREE_DIR, or create ./services.d)\n")
-            return None, exitcodes.USAGE
-        return check_runnable(compile_tree(directory)), None
-    except CompileError as e:
-        for problem in e.problems:
-            sys.stderr.write(problem.render() + "\n")
-        sys.stderr.write(f"svtree run: {len(e.problems)} error(s) in the tree; nothing was started\n")
+            return check_runnable(compile_s6_overlay(root, files=files))
+        return check_runnable(compile_tree(find_tree_dir(args.dir), files))
+
+    return job
+
+
+def _load_plan(loop, args, children: dict, stop: "list[int]"):
+    """(outcome, None), or (None, exit code) after printing why there is no plan.
+
+    The compile runs in a child (core/compiling.py) while the loop already takes signals:
+    SIGTERM, SIGINT or SIGQUIT during it (a tree on a hung filesystem, a slow user lookup)
+    kills the child, and svtree exits having started nothing. No deadline: nothing runs yet
+    that a slow compile could harm.
+    """
+    from svtree.core.compiling import Compilation
+    from svtree.errors import display_path
+
+    box: list = []
+    compilation = Compilation(loop, children, _first_job(args), None, None, box.append)
+    while not box and not stop:
+        loop.run_once()
+    if stop:  # the signal wins over a result that came in the same wake-up
+        compilation.kill("stopped")
+        sys.stderr.write(f"svtree run: {signal.Signals(stop[0]).name} while compiling the tree; "
+                         "nothing was started\n")
+        return None, exitcodes.OK
+    outcome = box[0]
+    if outcome.no_tree is not None:
+        sys.stderr.write(f"svtree run: no tree at {display_path(outcome.no_tree)} "
+                         "(give --dir DIR, set SVTREE_DIR, or create ./services.d)\n")
         return None, exitcodes.USAGE
-    except PlanFileError as e:
-        sys.stderr.write(f"svtree run: {e}\n")
+    if outcome.problems:
+        for line in outcome.problems:
+            sys.stderr.write(line + "\n")
+        sys.stderr.write(f"svtree run: {len(outcome.problems)} error(s) in the tree; nothing was started\n")
         return None, exitcodes.USAGE
+    if outcome.plan is None:
+        sys.stderr.write(f"svtree run: {outcome.error}\n")
+        return None, exitcodes.USAGE
+    return outcome, None
 
 
 def run_command(args) -> int:
     import time
 
-    started = time.monotonic()
-    plan, code = _load_plan(args)
-    if plan is None:
-        return code
-    from svtree import log as logmod
     from svtree.core.loop import Loop
+
+    started = time.monotonic()
+    log = None
+
+    def on_error(what: str, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if log is None:
+            sys.stderr.write(f"svtree run: internal_error in {what}: {exc!r}\n{text}")
+        else:
+            log.error("internal_error", where=what, error=repr(exc), traceback=text)
+
+    # Signals first: as PID 1, a signal without a handler is discarded, so a SIGTERM during
+    # the first compile would be lost. Until the core exists, a stop signal ends the
+    # compile and SIGHUP asks for a reload once the tree runs (the core's reaper reaps the
+    # compile's child once it exists; its pipe's EOF is what the loop waits for).
+    loop = Loop(on_error)
+    stop: "list[int]" = []
+    hup: "list[int]" = []
+    early = {s: stop.append for s in STOP_SIGNALS}
+    early[signal.SIGHUP] = hup.append
+    loop.handle_signals(early)
+    children: "dict[int, object]" = {}
+    outcome, code = _load_plan(loop, args, children, stop)
+    if outcome is None:
+        return code
+    plan = outcome.plan
+    from svtree import log as logmod
     from svtree.core.tree import NOT_FORWARDED, Core
 
     settings = plan.settings
@@ -63,11 +113,6 @@ def run_command(args) -> int:
         except OSError as e:
             log.warning("child_subreaper", error=e.strerror)
 
-    def on_error(what: str, exc: BaseException) -> None:
-        log.error("internal_error", where=what, error=repr(exc),
-                  traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-
-    loop = Loop(on_error)
     core = Core(
         loop, plan, log,
         output=args.output or settings.output,
@@ -78,6 +123,7 @@ def run_command(args) -> int:
     )
 
     core.t0 = started  # "N services up in T": from svtree's start, compile included
+    core.other_children.update(children)  # the first compile's child, reaped by the core
 
     def on_stop_signal(signum: int) -> None:
         if settings.main_receives_signals and core.main_pid is not None and not core.shutting_down:
@@ -87,13 +133,13 @@ def run_command(args) -> int:
 
     from svtree.core.reload import Reloader
 
-    reloader = Reloader(core, watch=not args.no_watch)
+    reloader = Reloader(core, watch=not args.no_watch, cache=outcome.cache)
 
     def on_hup(signum: int) -> None:
         reloader.request("SIGHUP")
 
     handlers = {signal.SIGCHLD: lambda s: core.reap()}
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+    for s in STOP_SIGNALS:
         handlers[s] = on_stop_signal
     handlers[signal.SIGHUP] = on_hup
     for s in signal.valid_signals():
@@ -113,6 +159,8 @@ def run_command(args) -> int:
     core.boot()
     reloader.start_watcher()
     core.reap()  # a child may have exited before the handler was installed
+    if hup:
+        reloader.request("SIGHUP")  # during the first compile: it may have missed a change
     loop.run()
     for hook in core.on_exit_hooks:
         hook()

@@ -1,11 +1,14 @@
 """Reload: compile the tree again, diff by content digest, apply only the difference.
 
 Triggers: the watcher process (changes that can change the plan, under the plan's
-watch_roots(): DIR, and for the s6-overlay layout its cont-init.d, cont-finish.d,
-s6-rc.d and user-bundles.d; bursts coalesced by a quiet period),
-SIGHUP, and `svtree ctl reload`. An invalid tree changes nothing. A reload that arrives
-while another is still being applied (its services still stopping) waits and is merged
-with any other that arrives meanwhile; during shutdown reloads are ignored.
+watch_roots(): DIR, and for the s6-overlay layout its cont-init.d, cont-finish.d, s6-rc.d
+and user-bundles.d; bursts coalesced by a quiet period), SIGHUP, and `svtree ctl reload`. The compile runs in
+a child process (core/compiling.py) with the plan's `reload_timeout` as its deadline, so
+a hung filesystem or a slow user lookup delays the reload, never PID 1. An invalid tree,
+or a compile that overruns, changes nothing. One compile runs at a time; a reload that
+arrives meanwhile, or while another is still being applied (its services still
+stopping), waits and is merged with any other that arrives meanwhile; during shutdown
+reloads are ignored.
 """
 
 from __future__ import annotations
@@ -16,17 +19,21 @@ import time
 from typing import Callable
 
 from svtree import osutil, selfexec
+from svtree.core.compiling import Compilation, Outcome
 from svtree.plan import diff
 
 QUIET = 0.2  # a burst of edits ends after this long without a change (> the watcher's DEBOUNCE_MS)
 MAX_WAIT = 2.0  # ... or this long after its first change, whatever comes first
 WATCHER_RESTART_DELAY = 1.0
+SHUTTING_DOWN = {"ok": False, "error": "svtree is shutting down; reload ignored"}
 
 
 class Reloader:
-    def __init__(self, core, watch: bool) -> None:
+    def __init__(self, core, watch: bool, cache: "dict | None" = None) -> None:
         self.core = core
         self.watch = watch
+        self.cache = cache  # definition files the last compile read (compiler/files.py)
+        self.compiling: "Compilation | None" = None  # until its child is reaped
         self.queued = False
         self.replies: "list[Callable[[dict], None]]" = []
         self.sources: "list[str]" = []
@@ -76,12 +83,16 @@ class Reloader:
             self.watcher_fd = None
             return
         if b"ready" in data:
-            self.request("watch")  # catch what changed before the watches were set
-            # Logged after that reload, so whoever waits for this event knows every
-            # later change is the watcher's.
-            self.core.log.info("watcher_ready", paths=list(self.core.plan.watch_paths()))
+            # Catch what changed before the watches were set. Logged once that reload is
+            # done (its compile runs in a child), so whoever waits for this event knows
+            # every later change is the watcher's.
+            self.request("watch", self._watcher_ready)
         if b"changed" in data:
             self.changed()
+
+    def _watcher_ready(self, result: dict) -> None:
+        if not self.core.shutting_down:
+            self.core.log.info("watcher_ready", paths=list(self.core.plan.watch_paths()))
 
     def on_watcher_exit(self, status: int) -> None:
         self.watcher_pid = None
@@ -130,49 +141,73 @@ class Reloader:
         core = self.core
         if core.shutting_down:
             if reply is not None:
-                reply({"ok": False, "error": "svtree is shutting down; reload ignored"})
+                reply(SHUTTING_DOWN)
             return
         if reply is not None:
             self.replies.append(reply)
         self.sources.append(source)
-        if core.retiring_count():
-            self.queued = True  # applied once the current reload has settled
+        if self.compiling is not None or core.retiring_count():
+            self.queued = True  # run once the current compile is gone and its reload settled
             return
         self.run()
 
     def _maybe_run_queued(self) -> None:
-        if self.queued and not self.core.retiring_count() and not self.core.shutting_down:
+        if self.queued and self.compiling is None and not self.core.retiring_count() \
+                and not self.core.shutting_down:
             self.queued = False
             self.run()
 
     def run(self) -> None:
+        """Start a compile for the requests so far; those arriving meanwhile wait for the next."""
         from svtree.compiler import check_runnable, recompile
-        from svtree.errors import CompileError
 
         core = self.core
         replies, self.replies = self.replies, []
         sources, self.sources = self.sources, []
+        trigger = ",".join(sorted(set(sources)))
+        plan = core.plan
+
+        def done(outcome: Outcome) -> None:
+            self.compiled(outcome, trigger, replies)
+
         try:
-            new = check_runnable(recompile(core.plan))
-        except CompileError as e:
-            errors = [p.render() for p in e.problems]
-            core.log.error("reload_rejected", trigger=",".join(sorted(set(sources))), errors=errors)
+            self.compiling = Compilation(
+                core.loop, core.other_children, lambda files: check_runnable(recompile(plan, files)), self.cache,
+                plan.settings.reload_timeout, done, on_exit=self._compile_exited)
+        except OSError as e:
+            done(Outcome(error=f"cannot start the compile: {e.strerror}"))
+
+    def _compile_exited(self) -> None:
+        self.compiling = None
+        self._maybe_run_queued()
+
+    def compiled(self, outcome: Outcome, trigger: str, replies: "list[Callable[[dict], None]]") -> None:
+        core = self.core
+        if core.shutting_down:
+            for reply in replies:
+                reply(SHUTTING_DOWN)
+            return
+        if outcome.error is not None:
+            core.log.error("reload_rejected", trigger=trigger, reason=outcome.error)
+            for reply in replies:
+                reply({"ok": False, "error": f"reload rejected: {outcome.error}; nothing changed"})
+            return
+        if outcome.plan is None:
+            errors = list(outcome.problems)
+            core.log.error("reload_rejected", trigger=trigger, errors=errors)
             for reply in replies:
                 reply({"ok": False, "error": f"the new tree is invalid ({len(errors)} error(s)); "
                                              "nothing changed", "errors": errors})
             return
-        except OSError as e:
-            core.log.error("reload_rejected", error=str(e))
-            for reply in replies:
-                reply({"ok": False, "error": f"cannot read the tree: {e}"})
-            return
+        self.cache = outcome.cache
+        new = outcome.plan
         d = diff(core.plan, new)
         result = {"ok": True, "added": list(d.added), "removed": list(d.removed),
                   "changed": list(d.changed)}
         if d.empty and new.settings == core.plan.settings:
             core.plan = new
         else:
-            core.log.info("reload_applied", trigger=",".join(sorted(set(sources))),
+            core.log.info("reload_applied", trigger=trigger,
                           added=list(d.added), removed=list(d.removed), changed=list(d.changed))
             core.apply_plan(new, d.added, d.removed, d.changed)
         self.rewatch_if_moved()
