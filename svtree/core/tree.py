@@ -428,6 +428,9 @@ class Core:
         self.send(svc, {"cmd": wire.EXIT})
 
     def remaining(self) -> "list[int]":
+        """Every live process but svtree and the spared ctl clients: all of the PID
+        namespace's when svtree is PID 1 (`docker exec` adds processes that do not descend
+        from it), else svtree's descendants. A walk of /proc: see sweep_progress."""
         me = os.getpid()
         if self.is_pid1:
             pids = [p for p in osutil.all_pids() if p != me]
@@ -442,6 +445,7 @@ class Core:
         for p in left:
             osutil.kill_quietly(p, signal.SIGTERM)
             osutil.kill_quietly(p, signal.SIGCONT)
+        self.sweep_strangers: "dict[int, int]" = {}  # pid -> pidfd, of processes not ours
         self.sweep_deadline = self.loop.call_later(self.kill_grace, self.sweep_kill)
 
     def sweep_kill(self) -> None:
@@ -454,19 +458,54 @@ class Core:
         self.sweep_progress()
 
     def sweep_progress(self) -> None:
+        """Called on every event of the sweep (each reap pass, above all): cheap. While a
+        child of ours lives, something is left (its descendants are too): no walk of
+        /proc. Once none is left, only processes not descended from svtree can remain (as
+        PID 1: `docker exec`'d ones): one walk finds them, and each is watched through a
+        pidfd, whose readiness (the process ended) is the next event."""
+        me = os.getpid()
         if self.phase == "sweep":
-            if self.remaining():
+            if any(p not in self.spared and not osutil.is_zombie(p) for p in osutil.children(me)):
                 return
+            if self.is_pid1:
+                left = self.remaining()
+                if left:
+                    self._watch_strangers(left)
+                    return
         elif self.phase == "sweep_killed":
             # Our own children must be reaped; others (docker exec'd) the kernel ends.
-            if osutil.children(os.getpid()):
+            if osutil.children(me):
                 return
         else:
             return
         if self.sweep_deadline is not None:
             self.sweep_deadline.cancel()
+        for fd in self.sweep_strangers.values():
+            self.loop.remove_reader(fd)
+            os.close(fd)
+        self.sweep_strangers.clear()
         self.phase = "done"
         self.loop.running = False
+
+    def _watch_strangers(self, pids: "list[int]") -> None:
+        """Be woken when any of `pids` (processes svtree did not start) ends. Without
+        pidfds (a kernel before 5.3) the kill deadline is the next event instead."""
+        for pid in pids:
+            if pid in self.sweep_strangers:
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                continue
+            self.sweep_strangers[pid] = fd
+
+            def ended(pid: int = pid, fd: int = fd) -> None:
+                if self.sweep_strangers.pop(pid, None) is not None:
+                    self.loop.remove_reader(fd)
+                    os.close(fd)
+                    self.sweep_progress()
+
+            self.loop.add_reader(fd, ended)
 
     # --- reaping: the only waitpid of the core -----------------------------------------
 
@@ -542,22 +581,31 @@ class Core:
 
     def kill_orphans_of(self, name: str) -> None:
         """SIGKILL our children (and their descendants) that carry SVTREE_SERVICE=name:
-        what a dead monitor's service left behind. Monitors, the main command and the
-        watcher are known and never touched; a process that cleared its environment
-        escapes this and is ended by the final sweep."""
+        what a dead monitor's service left behind. Monitors, the main command, the watcher
+        and helpers are known and never touched; a process that cleared its environment
+        escapes this and is ended by the final sweep. The environments are read by a
+        helper (core/leftovers.py), never here: a read can block on the target's lock."""
+        from svtree.core import leftovers
+
         known = set(self.by_monitor) | set(self.other_children) | {self.main_pid}
-        marker = f"{SERVICE_ENV}={name}".encode()
-        for child in osutil.children(os.getpid()):
-            if child in known:
-                continue
-            try:
-                with open(f"/proc/{child}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-            except OSError:
-                continue
-            if marker in env:
-                for p in [child, *osutil.descendants(child)]:
-                    osutil.kill_quietly(p, signal.SIGKILL)
+        children = osutil.children(os.getpid())
+        candidates = [c for c in children if c not in known]
+        if candidates and not leftovers.end_leftovers(
+                self.loop, self.other_children, candidates, f"{SERVICE_ENV}={name}".encode(), self.log):
+            self.loop.call_later(RETRY_DELAY, lambda: self.kill_orphans_of(name))
+        # The service's own process (its report still holds it while its dead monitor is
+        # handled) was just SIGKILLed and is ours now. What it started in another session
+        # is re-parented to us only once it is dead, maybe after the helper looked: look
+        # again once it has been reaped.
+        svc = self.services.get(name)
+        pid = svc.report.get("pid") if svc is not None else None
+        if pid in candidates:
+
+            def reaped(status: int) -> None:
+                self.orphans_reaped += 1
+                self.kill_orphans_of(name)
+
+            self.other_children[pid] = reaped
 
     # --- reload: retiring removed and changed services --------------------------------
 

@@ -1,9 +1,9 @@
 """PID 1 never blocks on a hung filesystem: a reload or the first compile of a tree that
-reaches into one.
+reaches into one, and the scan of a dead monitor's leftovers when one of them is stuck.
 
-The hung filesystem is a FUSE mount whose server never answers (a bare /dev/fuse nobody
-reads: every lookup waits), made inside svtree's own mount namespace (by a service, or
-by a wrapper around the harness's unshare), so it goes with the test.
+The hung filesystem is a FUSE mount whose server never answers (hung_fs.py, or a bare
+/dev/fuse nobody reads: every lookup waits), made inside svtree's own mount namespace
+(by a service, or by a wrapper around the harness's unshare), so it goes with the test.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 import pytest
 
+import hung_fs
 from conftest import needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(120),
@@ -55,6 +57,19 @@ def waiting_in_fuse(pids) -> "list[int]":
         except OSError:
             pass
     return out
+
+
+def host_pid(sv, ns_pid: int) -> "int | None":
+    """The pid, as this test sees it, of the process svtree's namespace calls `ns_pid`."""
+    for p in sv.ns_pids():
+        try:
+            with open(f"/proc/{p}/status") as f:
+                nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(nspid[-1]) == ns_pid:
+            return p
+    return None
 
 
 def dead_mount_service(tree, mnt):
@@ -127,3 +142,125 @@ def test_sigterm_during_a_slow_first_compile_ends_svtree_at_once(tree, run_svtre
     assert "SIGTERM while compiling the tree; nothing was started" in sv.stderr()
     assert tree.event_lines() == []
     sys.stderr.write(f"first-compile SIGTERM latency: {latency * 1000:.0f} ms\n")
+
+
+def test_a_stuck_leftover_does_not_hold_pid1(tree, run_svtree):
+    """A dead monitor's leftovers are found by their SVTREE_SERVICE variable, read from
+    /proc/PID/environ, which waits on the process's memory map lock. Here a leftover is
+    stuck behind a read from a hung filesystem: the read happens in a helper with a
+    deadline, so ctl answers at once and the service is restarted. Was: PID 1 read it
+    itself and hung for good."""
+    mnt = os.path.join(tree.root, "mnt")
+    script = HUNG_FS
+    tree.service("fs", tree.sh(f"mkdir -p {mnt}\nexec {sys.executable} {script} serve {mnt}\n"))
+    tree.service("leaky", tree.sh(f"""
+        while [ ! -e {mnt}/file ]; do sleep 0.05; done
+        if [ ! -e left ]; then
+            touch left
+            ( setsid {sys.executable} {script} stuck {mnt}/file >> $EVENTS & )
+        fi
+        {RUN}"""), toml='depends_on = ["fs"]\n')
+    sv = run_svtree(args=["--log-format", "json"])
+    sv.wait_state("ready", "leaky")
+    ns_pid = int(wait_for(lambda: next((r[1] for r in tree.event_lines() if r[0] == "stuck"), None),
+                          what="the leftover to start"))
+    stuck_pid = wait_for(lambda: host_pid(sv, ns_pid), what="the leftover in the namespace")
+    wait_for(lambda: hung_fs.is_stuck(stuck_pid), what="the leftover to be stuck")
+    service_pid = sv.status()["leaky"]["pid"]  # as the namespace counts
+    with open(f"/proc/{host_pid(sv, service_pid)}/status") as f:
+        monitor = int(next(line.split()[1] for line in f if line.startswith("PPid:")))
+    assert monitor in sv.ns_pids() and monitor != sv.pid1
+    os.kill(monitor, signal.SIGKILL)
+    worst = 0.0
+    deadline = time.monotonic() + 7.0  # past the scan's 5 s deadline
+    while time.monotonic() < deadline:
+        r, took = timed_ctl(sv, "status", "--json", timeout=10)
+        assert r.returncode == 0, r.stderr
+        worst = max(worst, took)
+        time.sleep(0.2)
+    assert worst < 1.0, worst
+    row = {x["name"]: x for x in json.loads(sv.ctl("status", "--json").stdout)}["leaky"]
+    assert row["pid"] and row["pid"] != service_pid and row["state"] == "ready"
+    assert events(sv, "monitor_died") and events(sv, "leftover_scan_slow")
+    assert sv.stop() == 0
+
+
+@pytest.mark.parametrize("run", [
+    # a daemon of run's, in its own session: re-parented to svtree only when run dies
+    "setsid sh -c 'echo daemon $$ >> \"$0\"; exec sleep 100000' $EVENTS &\n" + RUN,
+    # the same, double-forked: re-parented to the monitor at once
+    "( setsid sh -c 'echo daemon $$ >> \"$0\"; exec sleep 100000' $EVENTS & )\n" + RUN,
+], ids=["child-of-run", "double-forked"])
+def test_a_dead_monitors_daemons_are_ended(tree, run_svtree, run):
+    """Whatever the service left in another session is SIGKILLed when its monitor dies,
+    also a daemon that is re-parented to svtree only after the helper first looked (it
+    looks again once the service's process has been reaped)."""
+    tree.service("a", tree.sh('[ -e once ] && exec sleep 100000\ntouch once\n' + run))
+    sv = run_svtree()
+    sv.wait_state("ready", "a")
+    ns_daemon = int(wait_for(lambda: next((r[1] for r in tree.event_lines() if r[0] == "daemon"), None),
+                             what="the daemon"))
+    daemon = wait_for(lambda: host_pid(sv, ns_daemon), what="the daemon in the namespace")
+    service_pid = sv.status()["a"]["pid"]
+    with open(f"/proc/{host_pid(sv, service_pid)}/status") as f:
+        monitor = int(next(line.split()[1] for line in f if line.startswith("PPid:")))
+    assert monitor in sv.ns_pids() and monitor != sv.pid1
+    os.kill(monitor, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{daemon}") or zombie(daemon), timeout=5,
+             what="the daemon to be killed")
+    sv.wait_state("ready", "a")
+    assert sv.stop() == 0
+
+
+def zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def test_the_sweep_waits_for_a_process_svtree_did_not_start_and_no_longer(tree, run_svtree):
+    """A process entered into svtree's namespace from outside (as `docker exec` does) is
+    no descendant of svtree: its end reaps nothing. The sweep still waits for it (svtree
+    exits only when nothing else is left) and is woken by its end (a pidfd), not by the
+    kill_grace deadline. Was: the sweep walked all of /proc on every event, and with no
+    event for a stranger's end it waited out kill_grace."""
+    tree.service("a", tree.sh(RUN))
+    tree.write("svtree.toml", "kill_grace = 20\n")
+    sv = run_svtree()
+    sv.wait_state("ready", "a")
+    gone = os.path.join(tree.root, "gone")
+    stranger = subprocess.Popen(
+        ["nsenter", "--target", str(sv.pid1), "--pid", "--mount", "--",
+         "sh", "-c", f"trap 'sleep 1; date +%s%N > {gone}; exit 0' TERM; while :; do sleep 0.05; done"],
+        start_new_session=True)
+    try:
+        wait_for(lambda: stranger_in(sv), what="the stranger in the namespace")
+        start = time.monotonic()
+        assert sv.stop(30) == 0
+        took = time.monotonic() - start
+        with open(gone) as f:
+            ended = int(f.read()) / 1e9
+        assert ended < time.time()  # it had ended before svtree did
+        assert 1.0 <= took < 10.0, took  # after its 1 s trap, long before kill_grace (20 s)
+    finally:
+        if stranger.poll() is None:
+            os.killpg(stranger.pid, signal.SIGKILL)
+        stranger.wait(10)
+
+
+def stranger_in(sv) -> bool:
+    """Whether a process of svtree's PID namespace does not descend from svtree."""
+    ns = os.readlink(f"/proc/{sv.pid1}/ns/pid")
+    ours = set(sv.ns_pids())
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) in ours:
+            continue
+        try:
+            if os.readlink(f"/proc/{p}/ns/pid") == ns:
+                return True
+        except OSError:
+            continue
+    return False

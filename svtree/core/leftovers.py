@@ -1,0 +1,88 @@
+"""Ending what a dead monitor's service left behind, without reading /proc in PID 1.
+
+Every service and what it starts carries SVTREE_SERVICE=NAME in its environment; when a
+monitor dies, the processes its service left (a setsid daemon, a crashed run's child) are
+re-parented to the core, and must not run unsupervised. Telling them apart from other
+orphans means reading /proc/PID/environ, which takes the target's mmap lock: a process
+stuck on a hung filesystem would hold the reader there. So a helper (core/helper.py)
+reads them, with a deadline, and SIGKILLs the ones that match, with their descendants.
+
+The candidates are the core's own children, listed by the core (its own /proc entry,
+no other process's lock) and each pinned by a pidfd opened before the fork: a candidate
+the core reaps meanwhile cannot be confused with a new process given the same pid, since
+the helper signals through the pidfd and trusts an environ it read only if the process
+was still alive after the read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from svtree import osutil
+from svtree.core.helper import Helper
+
+DEADLINE = 5.0  # seconds; what is left is ended by the final sweep at the latest
+NAME = b"svtree-leftover"
+
+
+def _pidfd(pid: int) -> "int | None":
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # gone, or a kernel before 5.3: by pid, as kill(2)
+        return None
+
+
+def _signal(pid: int, pidfd: "int | None", sig: int) -> bool:
+    try:
+        if pidfd is None:
+            os.kill(pid, sig)
+        else:
+            signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except OSError:
+        return False
+
+
+def _environ(pid: int) -> "list[bytes]":
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _end_marked(candidates: "list[tuple[int, int | None]]", marker: bytes) -> None:
+    """In the helper: SIGKILL each candidate whose environment holds `marker`, and its
+    descendants (listed first: once it is dead they are re-parented and unlisted)."""
+    for pid, pidfd in candidates:
+        if marker not in _environ(pid) or not _signal(pid, pidfd, 0):
+            continue
+        below = osutil.descendants(pid)
+        _signal(pid, pidfd, signal.SIGKILL)
+        for p in below:
+            osutil.kill_quietly(p, signal.SIGKILL)
+
+
+def end_leftovers(loop, children: dict, candidates: "list[int]", marker: bytes, log) -> bool:
+    """Start a helper that ends the `candidates` (children of the core, none of them a
+    known monitor, the main command or a helper) whose environment holds `marker`. The
+    core does not wait for it. False when it could not be started (fork failed)."""
+    pinned = [(pid, _pidfd(pid)) for pid in candidates]
+    fds = [fd for _, fd in pinned if fd is not None]
+
+    def overran() -> None:
+        log.warning("leftover_scan_slow", deadline=DEADLINE, candidates=len(candidates),
+                    note="a process's /proc/PID/environ could not be read in time; the final "
+                         "sweep ends what it missed")
+
+    try:
+        Helper(loop, children, NAME, fds, lambda: _end_marked(pinned, marker), DEADLINE,
+               on_overrun=overran)
+        return True
+    except OSError as e:
+        log.warning("retry_later", what="end leftovers", error=e.strerror)
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
