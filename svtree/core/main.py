@@ -43,7 +43,11 @@ def _load_plan(loop, args, children: dict, stop: "list[int]"):
     from svtree.errors import display_path
 
     box: list = []
-    compilation = Compilation(loop, children, _first_job(args), None, None, box.append)
+    try:
+        compilation = Compilation(loop, children, _first_job(args), None, None, box.append)
+    except OSError as e:  # fork failed: nothing runs yet that a retry would help
+        sys.stderr.write(f"svtree run: cannot start the compile: {e.strerror}; nothing was started\n")
+        return None, exitcodes.FAILURE
     while not box and not stop:
         loop.run_once()
     if stop:  # the signal wins over a result that came in the same wake-up

@@ -25,6 +25,7 @@ from svtree.plan import diff
 QUIET = 0.2  # a burst of edits ends after this long without a change (> the watcher's DEBOUNCE_MS)
 MAX_WAIT = 2.0  # ... or this long after its first change, whatever comes first
 WATCHER_RESTART_DELAY = 1.0
+RETRY_DELAY = 1.0  # after a failed fork of the compile
 SHUTTING_DOWN = {"ok": False, "error": "svtree is shutting down; reload ignored"}
 
 
@@ -152,8 +153,13 @@ class Reloader:
         self.run()
 
     def _maybe_run_queued(self) -> None:
-        if self.queued and self.compiling is None and not self.core.retiring_count() \
-                and not self.core.shutting_down:
+        if self.core.shutting_down:
+            replies, self.replies = self.replies, []
+            for reply in replies:  # queued before the shutdown began: answered, not left waiting
+                reply(SHUTTING_DOWN)
+            self.queued = False
+            return
+        if self.queued and self.compiling is None and not self.core.retiring_count():
             self.queued = False
             self.run()
 
@@ -174,8 +180,11 @@ class Reloader:
             self.compiling = Compilation(
                 core.loop, core.other_children, lambda files: check_runnable(recompile(plan, files)), self.cache,
                 plan.settings.reload_timeout, done, on_exit=self._compile_exited)
-        except OSError as e:
-            done(Outcome(error=f"cannot start the compile: {e.strerror}"))
+        except OSError as e:  # fork failed (EAGAIN, ENOMEM): these requests wait for a retry
+            core.log.warning("retry_later", what="fork the compile", error=e.strerror)
+            self.replies[:0], self.sources[:0] = replies, sources
+            self.queued = True
+            core.loop.call_later(RETRY_DELAY, self._maybe_run_queued)
 
     def _compile_exited(self) -> None:
         self.compiling = None
