@@ -2,13 +2,13 @@
 
 Triggers: the watcher process (changes that can change the plan, under the plan's
 watch_roots(): DIR, and for the s6-overlay layout its cont-init.d, cont-finish.d, s6-rc.d
-and user-bundles.d; bursts coalesced by a quiet period), SIGHUP, and `svtree ctl reload`. The compile runs in
-a child process (core/compiling.py) with the plan's `reload_timeout` as its deadline, so
-a hung filesystem or a slow user lookup delays the reload, never PID 1. An invalid tree,
-or a compile that overruns, changes nothing. One compile runs at a time; a reload that
-arrives meanwhile, or while another is still being applied (its services still
-stopping), waits and is merged with any other that arrives meanwhile; during shutdown
-reloads are ignored.
+and user-bundles.d; bursts coalesced by a quiet period), SIGHUP, and `svtree ctl reload`.
+The compile runs in a child process (core/compiling.py) with the plan's `reload_timeout`
+as its deadline, so a hung filesystem or a slow user lookup delays the reload, never
+PID 1. An invalid tree, or a compile that overruns, changes nothing. One compile runs at
+a time; a reload that arrives meanwhile, or while another is still being applied (its
+services still stopping), waits and is merged with any other that arrives meanwhile;
+during shutdown reloads are ignored.
 """
 
 from __future__ import annotations
@@ -176,10 +176,12 @@ class Reloader:
         def done(outcome: Outcome) -> None:
             self.compiled(outcome, trigger, replies)
 
+        def job(files):
+            return check_runnable(recompile(plan, files))
+
         try:
-            self.compiling = Compilation(
-                core.loop, core.other_children, lambda files: check_runnable(recompile(plan, files)), self.cache,
-                plan.settings.reload_timeout, done, on_exit=self._compile_exited)
+            self.compiling = Compilation(core.loop, core.other_children, job, self.cache,
+                                         plan.settings.reload_timeout, done, on_exit=self._compile_exited)
         except OSError as e:  # fork failed (EAGAIN, ENOMEM): these requests wait for a retry
             core.log.warning("retry_later", what="fork the compile", error=e.strerror)
             self.replies[:0], self.sources[:0] = replies, sources

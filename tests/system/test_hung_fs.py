@@ -73,7 +73,8 @@ def host_pid(sv, ns_pid: int) -> "int | None":
 
 
 def dead_mount_service(tree, mnt):
-    tree.service("fs", tree.sh(f'exec {" ".join(dead_mount(mnt))} sh -c "echo mounted >> $EVENTS; exec sleep 100000"\n'))
+    mount_then = " ".join(dead_mount(mnt))
+    tree.service("fs", tree.sh(f'exec {mount_then} sh -c "echo mounted >> $EVENTS; exec sleep 100000"\n'))
 
 
 def test_a_reload_into_a_hung_filesystem_is_rejected_at_its_deadline(tree, run_svtree):
