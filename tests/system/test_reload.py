@@ -148,18 +148,18 @@ def test_sighup_and_ctl_reload_work_without_the_watcher(three, run_svtree):
 
 
 def test_dependency_order_is_kept_when_both_ends_change(tree, run_svtree):
+    # db says it is ready only once its start line is written: app's cannot come first.
     trap = """
         echo start {n} $(date +%s%N) >> $EVENTS
         trap 'echo stop {n} $(date +%s%N) >> $EVENTS; exit 0' TERM
+        {ready}
         while :; do sleep 0.02; done
     """
-    tree.service("db", tree.sh(trap.format(n="db")), toml="notification_fd = 3\n",
-                 files={})
-    tree.write("db/run", tree.sh("echo >&3\n" + trap.format(n="db")), executable=True)
-    tree.service("app", tree.sh(trap.format(n="app")), toml='depends_on = ["db"]\n')
+    tree.service("db", tree.sh(trap.format(n="db", ready="echo >&3")), toml="notification_fd = 3\n")
+    tree.service("app", tree.sh(trap.format(n="app", ready="")), toml='depends_on = ["db"]\n')
     sv = run_svtree(args=["--log-format", "json"])
     sv.wait_state("ready", "app")
-    tree.write("db/run", tree.sh("echo >&3\n# v2\n" + trap.format(n="db")), executable=True)
+    tree.write("db/run", tree.sh("# v2\n" + trap.format(n="db", ready="echo >&3")), executable=True)
     tree.write("app/service.toml", 'depends_on = ["db"]\nstop_timeout = 5.0\n')
     assert sv.ctl("reload").returncode == 0
     wait_for(lambda: len([r for r in tree.event_lines() if r[0] == "start"]) == 4, what="both restarted")
