@@ -44,6 +44,67 @@ def set_child_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
+# oom_score_adj: the kernel's OOM killer picks the process with the highest score, and
+# this value (-1000..1000) is added to it. svtree lowers its own so that a greedy service
+# goes before it (lower_own_oom_score_adj); children would inherit that, so spawn gives
+# each child the value svtree started with (or its service's `oom_score_adj`).
+OOM_SCORE_ADJ = "/proc/self/oom_score_adj"
+_oom_restore: "int | None" = None  # what children get back, once svtree lowered its own
+
+
+def read_oom_score_adj() -> int:
+    with open(OOM_SCORE_ADJ) as f:
+        return int(f.read())
+
+
+def _write_oom_score_adj(value: int) -> None:
+    fd = os.open(OOM_SCORE_ADJ, os.O_WRONLY)
+    try:
+        os.write(fd, b"%d" % value)
+    finally:
+        os.close(fd)
+
+
+def lower_own_oom_score_adj(target: int) -> "tuple[int | None, str | None]":
+    """Lower our oom_score_adj to `target` (never raise it). Returns (our value now, why
+    it could not be lowered or None). Lowering needs CAP_SYS_RESOURCE, which a
+    container's root usually lacks. From then on, children get the old value back (spawn)."""
+    global _oom_restore
+    try:
+        before = read_oom_score_adj()
+        if target < before:
+            _write_oom_score_adj(target)
+            _oom_restore = before
+            return target, None
+        return before, None
+    except (OSError, ValueError) as e:
+        try:
+            now: "int | None" = read_oom_score_adj()
+        except (OSError, ValueError):
+            now = None
+        return now, getattr(e, "strerror", None) or str(e)
+
+
+def _set_child_oom_score_adj(value: "int | None") -> None:
+    """In a child before exec: its service's value, else the one svtree started with. A
+    refusal (lowering without CAP_SYS_RESOURCE) is said on the child's stderr, not fatal:
+    the service runs with what it has, as systemd does in a container."""
+    wanted = value if value is not None else _oom_restore
+    if wanted is None:
+        return
+    try:
+        _write_oom_score_adj(wanted)
+    except OSError as e:
+        if value is None:
+            return  # restoring svtree's own start value: nothing the user asked for
+        try:
+            have = read_oom_score_adj()
+        except OSError:
+            have = "unknown"
+        os.write(2, (f"svtree: oom_score_adj = {value} refused ({e.strerror}; lowering it "
+                     f"needs CAP_SYS_RESOURCE): running with {have}\n").encode())
+
+
 def prepare_fork() -> None:
     """Load what children use (libc for prctl) in the parent, so forks share it."""
     global _libc
@@ -130,6 +191,7 @@ def spawn(
     gid: "int | None" = None,
     groups: "tuple[int, ...] | None" = None,
     go_fd: "int | None" = None,
+    oom_score_adj: "int | None" = None,
 ) -> int:
     """Fork and exec argv cleanly; return the child's pid (it leads its own group).
 
@@ -138,6 +200,7 @@ def spawn(
     first; EOF without a byte (the caller died) makes the child exit without exec.
     An exec failure is written to the child's fd 2 and the child exits 127 (126 when
     the file is not executable), like a shell.
+    oom_score_adj: the child's value; None gives it the one svtree started with.
     """
     pid = fork_quiet()
     if pid:
@@ -163,6 +226,8 @@ def spawn(
         if cwd is not None:
             os.chdir(cwd)
         _place_fds(fds)
+        # Before setuid: lowering the value needs the privileges svtree may still have.
+        _set_child_oom_score_adj(oom_score_adj)
         if gid is not None:
             os.setgroups(list(groups) if groups is not None else [gid])
             os.setgid(gid)

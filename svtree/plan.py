@@ -42,6 +42,7 @@ class ServiceSpec:
     ready_interval: float = 0.2
     ready_timeout: float = 60.0
     environment: "tuple[tuple[str, str], ...]" = ()
+    oom_score_adj: "int | None" = None  # None: the value svtree started with
     uid: "int | None" = None  # resolved from `user`
     gid: "int | None" = None  # resolved from `group`, else the user's primary group
     groups: "tuple[int, ...] | None" = None  # supplementary groups of `user`

@@ -169,6 +169,16 @@ def notification_fd(value: Any) -> int:
     return value
 
 
+def oom_score_adj(value: Any) -> int:
+    """The kernel's /proc/PID/oom_score_adj: -1000 (never OOM-killed) to 1000 (first)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Invalid(f"must be an integer from -1000 to 1000, not {describe(value)}")
+    if not -1000 <= value <= 1000:
+        raise Invalid(f"must be from -1000 to 1000, not {value}",
+                      "1000: killed first when memory runs out; -1000: never")
+    return value
+
+
 def command(value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(f"must be a shell command (a string), not {describe(value)}")
@@ -331,6 +341,10 @@ SERVICE_SETTINGS: "tuple[Setting, ...]" = (
     Setting("environment", "table of strings", (), environment,
             'extra environment variables, e.g. { PORT = "8080" }', field="environment",
             default_doc="{}"),
+    Setting("oom_score_adj", "integer", None, oom_score_adj,
+            "-1000..1000, added to the OOM killer's score of run and finish (as systemd's "
+            "OOMScoreAdjust): 1000 goes first, -1000 never; lowering needs CAP_SYS_RESOURCE",
+            field="oom_score_adj", default_doc="svtree's at start"),
     Setting("user", "name or number", None, account("user"),
             "run `run` and `finish` as this user (its primary group and groups, unless group is set)",
             default_doc="svtree's own"),

@@ -32,6 +32,7 @@ SPEC_SERVICE_DEFAULTS = {
     "ready_interval": 0.2,
     "ready_timeout": 60.0,
     "environment": (),
+    "oom_score_adj": None,  # not in the spec: svtree's extension (README), the value svtree started with
     "uid": None,  # user: svtree's own
     "gid": None,  # group: svtree's own
     "groups": None,
@@ -41,6 +42,8 @@ SPEC_SERVICE_DEFAULTS = {
 SPEC_SERVICE_KEYS = ["type", "depends_on", "restart", "restart_delay", "restart_delay_max", "critical",
                      "stop_signal", "stop_timeout", "finish_timeout", "notification_fd", "ready_command",
                      "ready_interval", "ready_timeout", "environment", "user", "group"]
+# Keys svtree adds to the spec's (the README documents them), at their place in the table.
+EXTENSION_KEYS = {"oom_score_adj": "user"}  # key -> the key it comes before
 SPEC_GLOBAL = {"kill_grace": 3.0, "main_stop_timeout": 10.0, "log_format": "console", "output": "prefix"}
 # svtree.toml keys the spec does not name (it is silent there), each documented in the README.
 EXTENSION_GLOBAL = {"reload_timeout": 30.0}
@@ -80,7 +83,10 @@ def test_every_global_default_is_the_specs(scratch):
 
 
 def test_the_table_declares_exactly_the_spec_keys():
-    assert [s.name for s in SERVICE_SETTINGS] == SPEC_SERVICE_KEYS
+    keys = list(SPEC_SERVICE_KEYS)
+    for key, before in EXTENSION_KEYS.items():
+        keys.insert(keys.index(before), key)
+    assert [s.name for s in SERVICE_SETTINGS] == keys
     assert [s.name for s in GLOBAL_SETTINGS] == list(SPEC_GLOBAL) + list(EXTENSION_GLOBAL)
 
 
@@ -121,6 +127,7 @@ notification_fd = 5
 ready_interval = 0.5
 ready_timeout = 30
 environment = { PORT = "8080", A = "x y" }
+oom_score_adj = -500
 user = 0
 group = 0
 """
@@ -141,6 +148,7 @@ def test_every_key_is_applied(scratch):
     assert spec.ready_interval == 0.5
     assert spec.ready_timeout == 30.0
     assert spec.environment == (("A", "x y"), ("PORT", "8080"))
+    assert spec.oom_score_adj == -500
     assert (spec.uid, spec.gid) == (0, 0)
 
 
