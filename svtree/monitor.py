@@ -213,11 +213,11 @@ class Monitor:
     def _fds(self) -> "dict[int, int]":
         return {0: self.devnull, 1: self.out_fd, 2: self.err_fd}
 
-    def _spawn(self, argv, fds, go_fd=None) -> int:
+    def _spawn(self, argv, fds, go_fd=None, cwd=None) -> int:
         s = self.spec
         return osutil.spawn(
-            argv, cwd=s.path, env=self.env, fds=fds, session=True,
-            uid=s.uid, gid=s.gid, groups=s.groups, go_fd=go_fd,
+            argv, cwd=cwd or s.path, env=self.env, fds=fds, session=True,
+            uid=s.uid, gid=s.gid, groups=s.groups, go_fd=go_fd, oom_score_adj=s.oom_score_adj,
         )
 
     def spawn_run(self) -> None:
@@ -265,10 +265,7 @@ class Monitor:
             if not os.path.isdir(cwd):
                 cwd = "/"
         try:
-            self.finish_pid = osutil.spawn(
-                [*s.interpreter, path, *args], cwd=cwd, env=self.env, fds=fds, session=True,
-                uid=s.uid, gid=s.gid, groups=s.groups,
-            )
+            self.finish_pid = self._spawn([*s.interpreter, path, *args], fds, cwd=cwd)
         except OSError:
             self.finish_pid = None
             self.feed(Event(Ev.FINISH_EXITED, code=127))
