@@ -13,6 +13,7 @@ import structlog
 EVENTS = {
     "svtree_started": "the core is up (pid1, subreaper, services)",
     "child_subreaper": "not PID 1: became a child subreaper",
+    "oom_score_adj_kept": "svtree could not lower its own oom_score_adj (no CAP_SYS_RESOURCE)",
     "compile_failed": "the tree is invalid; nothing started",
     "compile_warning": "something of the tree svtree ignores (an S6_* variable, an s6-rc file)",
     "service_started": "run was spawned (pid)",

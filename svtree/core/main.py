@@ -12,6 +12,11 @@ from svtree import exitcodes, osutil
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
+# svtree's own oom_score_adj where it may set it (dockerd's choice for itself): below
+# anything a service gets by default, yet not -1000, so that the kernel can still end a
+# container whose only memory is svtree's.
+OOM_SCORE_ADJ = -999
+
 
 def _first_job(args):
     """What the first compile does, in the child: the plan of --plan, --s6-overlay or DIR."""
@@ -116,6 +121,12 @@ def run_command(args) -> int:
                      note="not PID 1: orphans of the tree are re-parented to svtree")
         except OSError as e:
             log.warning("child_subreaper", error=e.strerror)
+    # Out of the OOM killer's first choice: a greedy service goes before the tree's root.
+    # Services get their own value back (osutil.spawn); monitors keep ours.
+    oom, refused = osutil.lower_own_oom_score_adj(OOM_SCORE_ADJ)
+    if refused:
+        log.info("oom_score_adj_kept", oom_score_adj=oom, wanted=OOM_SCORE_ADJ, error=refused,
+                 note="lowering it needs CAP_SYS_RESOURCE")
 
     core = Core(
         loop, plan, log,
