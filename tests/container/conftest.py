@@ -16,29 +16,30 @@ if HERE not in sys.path:
 from podman_harness import TIMINGS, Launcher, base_image, engine_problem, example_image  # noqa: E402
 
 
+_ENGINE: "list[str | None]" = []  # why podman cannot run the suite, found once per session
+
+
+def pytest_runtest_setup(item) -> None:
+    """Skip every test here, before its fixtures, when podman cannot run the suite. The
+    skips are all raised on one line with one reason: `pytest -ra` folds them into one."""
+    if not _ENGINE:
+        started = time.monotonic()
+        _ENGINE.append(engine_problem())
+        if not _ENGINE[0]:
+            TIMINGS["engine check"] = f"{time.monotonic() - started:.1f} s"
+    if _ENGINE[0]:
+        pytest.skip(f"container tests: {_ENGINE[0]}")
+
+
 @pytest.fixture(scope="session")
-def engine() -> None:
-    started = time.monotonic()
-    problem = engine_problem()
-    if problem:
-        pytest.skip(f"container tests: {problem}")
-    TIMINGS["engine check"] = f"{time.monotonic() - started:.1f} s"
-
-
-@pytest.fixture(autouse=True)
-def _needs_engine(engine) -> None:
-    """Every test here is skipped, for the one reason found, when podman cannot run it."""
-
-
-@pytest.fixture(scope="session")
-def image(engine) -> str:
+def image() -> str:
     """The example image, built from this checkout (or found in the cache)."""
     return example_image(base_image())
 
 
 def pytest_terminal_summary(terminalreporter):
     if TIMINGS:
-        terminalreporter.write_sep("-", "container images")
+        terminalreporter.write_sep("-", "container tests")
         for what, text in TIMINGS.items():
             terminalreporter.write_line(f"{what}: {text}")
 

@@ -333,8 +333,15 @@ class Container:
 
     def wait_ready(self, *names: str, user: "str | None" = None, timeout: float = 60) -> None:
         """Until svtree answers and every NAME is ready (`ctl wait`, once the socket is there)."""
-        wait_until(lambda: self.ctl("status", user=user).returncode == 0, timeout,
-                   f"svtree's control socket in {self.name}\n{self.logs()[-3000:]}")
+        def answers() -> bool:
+            if self.ctl("status", user=user).returncode == 0:
+                return True
+            if not self.running():
+                raise AssertionError(f"{self.name} exited ({self.inspect('{{.State.ExitCode}}')}) "
+                                     f"before svtree answered:\n{self.logs()[-3000:]}")
+            return False
+
+        wait_until(answers, timeout, f"svtree's control socket in {self.name}")
         r = self.ctl("wait", "--ready", "--timeout", str(timeout), *names, user=user, timeout=timeout + 30)
         assert r.returncode == 0, f"{names} not ready: {r.stderr}\n{self.logs()[-3000:]}"
 
