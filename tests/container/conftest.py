@@ -45,7 +45,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="module")
-def launcher(request):
-    launch = Launcher(request.module.__name__)
+def launcher():
+    launch = Launcher()
     yield launch
     launch.remove_all()

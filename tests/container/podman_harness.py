@@ -85,11 +85,14 @@ def quiet(stderr: str) -> str:
 
 
 def podman(*args: str, timeout: float = PODMAN_TIMEOUT, check: bool = True,
-           input: "str | None" = None) -> subprocess.CompletedProcess:
-    """One podman call with a hard timeout (subprocess kills the podman process by pid)."""
+           cwd: "str | None" = None) -> subprocess.CompletedProcess:
+    """One podman call with a hard timeout (subprocess kills the podman process by pid).
+
+    cwd: where a container's conmon lives (podman run, kube play): it drops a file named
+    `oom` there when the kernel OOM-kills a process of the container."""
     try:
         r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
-                           input=input, stdin=None if input is not None else subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise PodmanError(f"podman {' '.join(args)}: no answer within {timeout:.0f} s") from None
     if check and r.returncode != 0:
@@ -316,7 +319,6 @@ class Container:
     name: str
     data: str
     tree: "str | None" = None  # host directory mounted at /etc/services.d, if any
-    run_args: "tuple[str, ...]" = ()
 
     def exec(self, *cmd: str, user: "str | None" = None, timeout: float = PODMAN_TIMEOUT,
              check: bool = False) -> subprocess.CompletedProcess:
@@ -381,7 +383,6 @@ class Launcher:
     """Starts this run's containers (in parallel where they are independent) and removes
     them, by name, at teardown."""
 
-    what: str
     names: "list[str]" = field(default_factory=list)
     dirs: "list[str]" = field(default_factory=list)
 
@@ -400,13 +401,13 @@ class Launcher:
               args: "tuple[str, ...]" = ()) -> Container:
         """`podman run -d` the image with RUN_ARGS (engine options) and ARGS (svtree's)."""
         data = self.scratch(what)
-        c = Container(self.name(what), data, run_args=run_args)
+        c = Container(self.name(what), data)
         mounts = ["-v", f"{data}:/data"]
         if tree is not None:
             c.tree = write_tree(self.scratch(what + "-tree"), tree)
             mounts += ["-v", f"{c.tree}:/etc/services.d:ro"]
         podman("run", "-d", "--name", c.name, "--network", "none", *mounts, *run_args, image, *args,
-               timeout=120)
+               timeout=120, cwd=self.scratch(what + "-conmon"))
         return c
 
     def start_all(self, specs: "dict[str, dict]") -> "dict[str, Container]":

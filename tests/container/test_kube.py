@@ -53,7 +53,7 @@ def pod(image, tmp_path):
     path = tmp_path / "kubernetes.yaml"
     path.write_text(manifest_for(image, name))
     try:
-        podman("kube", "play", "--network", "none", str(path), timeout=180)
+        podman("kube", "play", "--network", "none", str(path), timeout=180, cwd=str(tmp_path))
         yield name, str(path)
     finally:
         podman("kube", "down", str(path), check=False, timeout=120)
