@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -109,16 +110,20 @@ def image_exists(ref: str) -> bool:
     return podman("image", "exists", ref, check=False).returncode == 0
 
 
+def _system_harness():
+    """tests/system/conftest.py, loaded by path under the name tests/fuzz gives it."""
+    name = "svtree_system_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tests", "system", "conftest.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
-    """Poll a check (a file on the host, a podman exec) until it holds; fail on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    """Poll a check (a file on the host, a podman exec: slower than the system tests' /proc
+    reads, hence the longer interval) until it holds; fail on timeout."""
+    return _system_harness().wait_for(predicate, timeout, interval, what)
 
 
 # --- can podman run a container here? -------------------------------------------------------
