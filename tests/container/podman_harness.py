@@ -21,6 +21,7 @@ check order and timing from the host.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import hashlib
 import importlib.util
 import io
@@ -124,6 +125,11 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     """Poll a check (a file on the host, a podman exec: slower than the system tests' /proc
     reads, hence the longer interval) until it holds; fail on timeout."""
     return _system_harness().wait_for(predicate, timeout, interval, what)
+
+
+def event_time(event: dict) -> float:
+    """The time of one of svtree's JSON log events, as time.time() would give it."""
+    return datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 # --- can podman run a container here? -------------------------------------------------------

@@ -6,13 +6,12 @@ order and timing are read on the host.
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 
 import pytest
 
-from podman_harness import podman, wait_until, write_tree
+from podman_harness import event_time, podman, wait_until, write_tree
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -85,10 +84,6 @@ def count(c, event: str, name: str) -> int:
     return sum(1 for e, n, _ in stamps(c) if (e, n) == (event, name))
 
 
-def log_time(event: dict) -> float:
-    return datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-
-
 def podman_stop(c, grace: int) -> "tuple[float, int]":
     started = time.monotonic()
     podman("stop", "-t", str(grace), c.name, timeout=grace + 60)
@@ -127,8 +122,8 @@ def test_a_term_ignoring_service_is_killed_at_its_stop_timeout_before_podmans_ki
     exited = next(e for e in events if e["event"] == "service_exited" and e.get("service") == "stubborn")
     assert exited.get("signal") == "KILL", exited
     # The TERM went out after the shutdown began, the SIGKILL stop_timeout after the TERM.
-    assert log_time(exited) - log_time(begin) >= STUBBORN_TIMEOUT
-    assert log_time(exited) - first(c, "term", "stubborn") < STUBBORN_TIMEOUT + 1.5
+    assert event_time(exited) - event_time(begin) >= STUBBORN_TIMEOUT
+    assert event_time(exited) - first(c, "term", "stubborn") < STUBBORN_TIMEOUT + 1.5
     assert count(c, "gone", "quick") == 1
 
 
