@@ -45,7 +45,7 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="module")
-def launcher():
-    launch = Launcher()
+def launcher(request):
+    launch = Launcher(request.module.__name__.rpartition(".")[2].removeprefix("test_"))
     yield launch
     launch.remove_all()

@@ -87,14 +87,15 @@ def quiet(stderr: str) -> str:
 
 
 def podman(*args: str, timeout: float = PODMAN_TIMEOUT, check: bool = True,
-           cwd: "str | None" = None) -> subprocess.CompletedProcess:
+           input: "str | None" = None, cwd: "str | None" = None) -> subprocess.CompletedProcess:
     """One podman call with a hard timeout (subprocess kills the podman process by pid).
 
-    cwd: where a container's conmon lives (podman run, kube play): it drops a file named
-    `oom` there when the kernel OOM-kills a process of the container."""
+    input: podman's stdin (else /dev/null). cwd: where a container's conmon lives (podman
+    run, kube play): it drops a file named `oom` there when the kernel OOM-kills a process
+    of the container."""
     try:
-        r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL, cwd=cwd)
+        r = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, input=input,
+                           stdin=subprocess.DEVNULL if input is None else None, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise PodmanError(f"podman {' '.join(args)}: no answer within {timeout:.0f} s") from None
     if check and r.returncode != 0:
@@ -394,17 +395,21 @@ class Launcher:
     """Starts this run's containers (in parallel where they are independent) and removes
     them, by name, at teardown."""
 
+    label: str = ""  # in every name, after the run's prefix: launchers never meet
     names: "list[str]" = field(default_factory=list)
     dirs: "list[str]" = field(default_factory=list)
 
+    def _prefix(self) -> str:
+        return f"{RUN_PREFIX}-{self.label}" if self.label else RUN_PREFIX
+
     def scratch(self, what: str) -> str:
-        d = tempfile.mkdtemp(prefix=f"{RUN_PREFIX}-{what}-", dir="/tmp")
+        d = tempfile.mkdtemp(prefix=f"{self._prefix()}-{what}-", dir="/tmp")
         os.chmod(d, 0o777)  # services may run as another user
         self.dirs.append(d)
         return d
 
     def name(self, what: str) -> str:
-        name = f"{RUN_PREFIX}-{what}"
+        name = f"{self._prefix()}-{what}"
         self.names.append(name)  # before it starts: a start that times out is removed too
         return name
 
