@@ -1,7 +1,11 @@
 """The core's one blocking point: a selector whose timeout comes from a heap of
-deadlines (None when there is none: an idle tree never wakes up). Signals arrive as
-bytes on the wakeup fd (the handlers do nothing) and are dispatched as loop events,
-repeats coalesced."""
+deadlines (None when there is none: an idle tree never wakes up). A signal's handler
+only adds its number to a set of pending signals; the byte the wakeup fd carries only
+wakes the loop, which then dispatches every pending signal once (repeats coalesced).
+The set, not the bytes, is the record: the wakeup socket holds a few hundred bytes, and
+a burst of signals while the loop is busy must not lose a SIGTERM.
+
+Each fd has at most one reader and one writer callback (a socket can have both)."""
 
 from __future__ import annotations
 
@@ -19,19 +23,19 @@ MAX_WAIT = 86400.0  # seconds: the longest single wait (far below epoll's ~24.8 
 
 
 class Timer:
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("when", "callback", "cancelled", "_loop")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+    def __init__(self, when: float, callback: Callable[[], None], loop: "Loop") -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
+        self._loop: "Loop | None" = loop  # None once it left the heap
 
     def cancel(self) -> None:
-        self.cancelled = True
-
-
-def _nothing(signum, frame) -> None:
-    """The handler of every signal we take: the wakeup fd carries the signal."""
+        if not self.cancelled:
+            self.cancelled = True
+            if self._loop is not None:
+                self._loop._cancelled += 1
 
 
 class Loop:
@@ -43,41 +47,85 @@ class Loop:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._signal_handlers: "dict[int, Callable[[int], None]]" = {}
+        self._pending_signals: "set[int]" = set()
+        self._cancelled = 0  # cancelled timers still in the heap
         self.on_error = on_error
+        self.errors_unlogged = 0  # internal errors whose logging failed too
         self.running = True
-        self.sel.register(self._wake_r, selectors.EVENT_READ, self._read_signals)
+        self.add_reader(self._wake_r, self._read_signals)
 
     # --- signals ------------------------------------------------------------------------
 
     def handle_signals(self, handlers: "dict[int, Callable[[int], None]]") -> None:
         self._signal_handlers.update(handlers)
+        # A full wakeup socket drops the byte, never the signal: the handler has already
+        # recorded it, and a full socket is readable, so the loop wakes up anyway.
         signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
         for signum in handlers:
-            signal.signal(signum, _nothing)
+            signal.signal(signum, self._record_signal)
+
+    def _record_signal(self, signum, frame) -> None:
+        self._pending_signals.add(signum)
 
     def _read_signals(self) -> None:
-        seen: "list[int]" = []
         try:
-            while True:
-                data = self._wake_r.recv(4096)
-                if not data:
-                    break
-                for b in data:
-                    if b not in seen:
-                        seen.append(b)
-        except BlockingIOError:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
             pass
-        for signum in seen:
+        # Swapped after the socket is drained: a signal whose handler runs from here on
+        # lands in the new set and writes a byte into the (now empty) socket.
+        pending, self._pending_signals = self._pending_signals, set()
+        for signum in sorted(pending):
             handler = self._signal_handlers.get(signum)
             if handler is not None:
                 self._guard(f"signal {signum}", handler, signum)
 
     # --- fds and timers -----------------------------------------------------------------
 
+    def _set(self, fileobj, reader, writer) -> None:
+        """Register fileobj's callbacks ((reader, writer): None for none)."""
+        try:
+            key = self.sel.get_key(fileobj)
+        except (KeyError, ValueError):
+            key = None
+        events = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        if key is None:
+            if events:
+                self.sel.register(fileobj, events, (reader, writer))
+        elif not events:
+            self.sel.unregister(fileobj)
+        else:
+            self.sel.modify(fileobj, events, (reader, writer))
+
+    def _callbacks(self, fileobj) -> "tuple":
+        try:
+            return self.sel.get_key(fileobj).data
+        except (KeyError, ValueError):
+            return (None, None)
+
     def add_reader(self, fileobj, callback: Callable[[], None]) -> None:
-        self.sel.register(fileobj, selectors.EVENT_READ, callback)
+        self._set(fileobj, callback, self._callbacks(fileobj)[1])
 
     def remove_reader(self, fileobj) -> None:
+        writer = self._callbacks(fileobj)[1]
+        try:
+            self._set(fileobj, None, writer)
+        except (KeyError, ValueError, OSError):
+            pass  # closed meanwhile
+
+    def add_writer(self, fileobj, callback: Callable[[], None]) -> None:
+        self._set(fileobj, self._callbacks(fileobj)[0], callback)
+
+    def remove_writer(self, fileobj) -> None:
+        reader = self._callbacks(fileobj)[0]
+        try:
+            self._set(fileobj, reader, None)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def forget(self, fileobj) -> None:
+        """Drop both callbacks (before the fd is closed)."""
         try:
             self.sel.unregister(fileobj)
         except (KeyError, ValueError):
@@ -86,7 +134,7 @@ class Loop:
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         if not math.isfinite(when):
             raise ValueError(f"a deadline must be finite, not {when}")
-        timer = Timer(when, callback)
+        timer = Timer(when, callback, self)
         heapq.heappush(self._heap, (when, next(self._seq), timer))
         return timer
 
@@ -97,11 +145,27 @@ class Loop:
         try:
             fn(*args)
         except Exception as e:  # the core must not die: log and go on
-            self.on_error(what, e)
+            try:
+                self.on_error(what, e)
+            except Exception:  # logging the error failed too: count it, still go on
+                self.errors_unlogged += 1
+
+    def _pop(self) -> Timer:
+        timer = heapq.heappop(self._heap)[2]
+        timer._loop = None
+        if timer.cancelled:
+            self._cancelled -= 1
+        return timer
 
     def run_once(self) -> None:
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+            # Cancelled timers far in the future (a `ctl wait --timeout` answered early)
+            # would otherwise stay in the heap until their time comes.
+            self._heap = [e for e in self._heap if not e[2].cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
         while self._heap and self._heap[0][2].cancelled:
-            heapq.heappop(self._heap)
+            self._pop()
         timeout = None
         if self._heap:
             # epoll takes at most 2**31-1 ms: a far deadline is simply re-checked later.
@@ -114,15 +178,21 @@ class Loop:
             self.on_error("select", e)
             ready = []
         fds = self.sel.get_map()
-        for key, _ in ready:
+        for key, mask in ready:
             # A handler earlier in this batch may have closed and unregistered this fd
-            # (a monitor's exit closes its output pipes): skip stale readiness.
+            # (a monitor's exit closes its output pipes), or changed its callbacks: skip
+            # stale readiness (the selector is level-triggered: what is still ready is
+            # reported again).
             if fds.get(key.fd) is not key:
                 continue
-            self._guard(f"fd {key.fd}", key.data)
+            reader, writer = key.data
+            if mask & selectors.EVENT_READ and reader is not None:
+                self._guard(f"fd {key.fd}", reader)
+            if mask & selectors.EVENT_WRITE and writer is not None and fds.get(key.fd) is key:
+                self._guard(f"fd {key.fd}", writer)
         now = time.monotonic()
         while self._heap and self._heap[0][0] <= now:
-            _, _, timer = heapq.heappop(self._heap)
+            timer = self._pop()
             if not timer.cancelled:
                 self._guard("timer", timer.callback)
 
