@@ -10,7 +10,9 @@ orphaned children) is re-parented to it: "the service" is then exactly this proc
 descendants other than its own helpers (finish, the ready probe).
 
 One blocking point: `selector.select(timeout)` where the timeout comes from the
-machine's deadline and the probe schedule, or None when idle.
+machine's deadline and the probe schedule, or None when idle. Reports never block
+either: the monitor keeps only its latest status to report and sends it when the socket
+has room (a core that does not read for a while gets the newest status, not a queue).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from svtree.states import (
 )
 
 SIGKILL = signal.SIGKILL
+_READ, _READ_WRITE = selectors.EVENT_READ, selectors.EVENT_READ | selectors.EVENT_WRITE
+# Tests only: stop (SIGSTOP) right after forking run, before the core has its pid, to
+# hold open the window in which a dying monitor leaves a child waiting for "go".
+_STOP_AFTER_FORK = os.environ.get("SVTREE_TEST_STOP_AFTER_FORK") == "1"
 
 
 class Monitor:
@@ -41,6 +47,7 @@ class Monitor:
         self.env = env
         self.status = Status()
         self.reported: "dict | None" = None
+        self.unsent: "bytes | None" = None  # the latest report, while the socket is full
         self.finish_pid: "int | None" = None
         self.probe_pid: "int | None" = None
         self.probe_next: "float | None" = None  # when to run ready_command again
@@ -72,7 +79,7 @@ class Monitor:
         self.report()
         while True:
             timeout = self._timeout()
-            for key, _ in self.sel.select(timeout):
+            for key, mask in self.sel.select(timeout):
                 if key.data == "signal":
                     try:
                         while wake_r.recv(4096):
@@ -81,11 +88,16 @@ class Monitor:
                         pass
                     self.reap()
                 elif key.data == "core":
-                    self.read_core()
+                    if mask & selectors.EVENT_WRITE:
+                        self.send_report()
+                    if mask & selectors.EVENT_READ:
+                        self.read_core()
                 elif key.data == "notify":
                     self.read_notify()
             self.fire_deadlines()
             if self.exit_when_down and self.status.state is State.DOWN and not self._helpers_running():
+                # The last report goes out if there is room; if not, the core learns
+                # the same from our exit status (0 after `exit`).
                 self.report(force=True)
                 os._exit(0)
 
@@ -213,11 +225,11 @@ class Monitor:
     def _fds(self) -> "dict[int, int]":
         return {0: self.devnull, 1: self.out_fd, 2: self.err_fd}
 
-    def _spawn(self, argv, fds, go_fd=None, cwd=None) -> int:
+    def _spawn(self, argv, fds, go=None, cwd=None) -> int:
         s = self.spec
         return osutil.spawn(
             argv, cwd=cwd or s.path, env=self.env, fds=fds, session=True,
-            uid=s.uid, gid=s.gid, groups=s.groups, go_fd=go_fd, oom_score_adj=s.oom_score_adj,
+            uid=s.uid, gid=s.gid, groups=s.groups, go=go, oom_score_adj=s.oom_score_adj,
         )
 
     def spawn_run(self) -> None:
@@ -232,7 +244,7 @@ class Monitor:
             fds[self.spec.notification_fd] = notify_w
         go_r, go_w = os.pipe()
         try:
-            pid = self._spawn([*self.spec.interpreter, self.spec.run], fds, go_fd=go_r)
+            pid = self._spawn([*self.spec.interpreter, self.spec.run], fds, go=(go_r, go_w))
         except OSError as e:
             for fd in (go_r, go_w, notify_w):
                 if fd is not None:
@@ -244,6 +256,8 @@ class Monitor:
         os.close(go_r)
         if notify_w is not None:
             os.close(notify_w)
+        if _STOP_AFTER_FORK:
+            os.kill(os.getpid(), signal.SIGSTOP)
         # The core learns the pid before run can exec: if we die now the child sees EOF
         # on go_r and exits, so no service ever runs that the core does not know of.
         self.feed(Event(Ev.SPAWNED, pid=pid))
@@ -343,11 +357,24 @@ class Monitor:
             out["event"] = event.kind.value
         if error is not None:
             out["error"] = error
+        self.unsent = wire.encode(out)  # replaces an older report not sent yet
+        self.send_report()
+
+    def send_report(self) -> None:
+        if self.unsent is None:
+            return
         try:
-            self.sock.send(wire.encode(out))
+            self.sock.send(self.unsent)
+        except BlockingIOError:
+            # The core is not reading (busy, or stopped): wait for room, keep going.
+            self.sel.modify(self.sock, _READ_WRITE, "core")
+            return
         except OSError as e:
             if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                 raise
+        self.unsent = None
+        if self.sel.get_key(self.sock).events != _READ:
+            self.sel.modify(self.sock, _READ, "core")
 
 
 def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, str]", keep: "tuple[int, ...]" = ()) -> None:
@@ -366,10 +393,13 @@ def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, s
         sock.setblocking(False)
         Monitor(spec, sock, out_fd, err_fd, env).run()
     except BaseException:
-        import traceback
-
         try:
-            os.write(2, f"svtree monitor {spec.name}: internal error\n{traceback.format_exc()}".encode())
+            import traceback
+
+            # Never blocks: a stalled stderr must not keep a dying monitor alive (the
+            # core replaces it only once it has exited). What does not fit is dropped.
+            osutil.write_nonblocking(
+                2, f"svtree monitor {spec.name}: internal error\n{traceback.format_exc()}".encode())
         finally:
             os._exit(70)
     os._exit(0)

@@ -12,7 +12,10 @@ import _signal  # the C module: signal's wrappers turn every number into an enum
 import errno
 import fcntl
 import os
+import select
 import signal
+import socket
+import stat
 
 PR_SET_CHILD_SUBREAPER = 36
 ALL_SIGNALS = frozenset(int(s) for s in _signal.valid_signals())
@@ -190,14 +193,15 @@ def spawn(
     uid: "int | None" = None,
     gid: "int | None" = None,
     groups: "tuple[int, ...] | None" = None,
-    go_fd: "int | None" = None,
+    go: "tuple[int, int] | None" = None,
     oom_score_adj: "int | None" = None,
 ) -> int:
     """Fork and exec argv cleanly; return the child's pid (it leads its own group).
 
     fds maps each fd the child gets to an fd of ours (0, 1, 2 always given).
-    go_fd: the child blocks reading it before exec, so the caller can record the pid
-    first; EOF without a byte (the caller died) makes the child exit without exec.
+    go: a pipe (read end, write end). The child blocks reading it before exec, so the
+    caller can record the pid first, then write one byte; EOF without a byte (the
+    caller died) makes the child exit without exec.
     An exec failure is written to the child's fd 2 and the child exits 127 (126 when
     the file is not executable), like a shell.
     oom_score_adj: the child's value; None gives it the one svtree started with.
@@ -207,8 +211,11 @@ def spawn(
         return pid
     # Child. Only os._exit leaves this block: never return into the caller's loop.
     try:
-        if go_fd is not None:
-            if os.read(go_fd, 1) == b"":
+        if go is not None:
+            # The fork copied the write end too: while we hold it, our own read would
+            # never see EOF when the caller dies before it says go.
+            os.close(go[1])
+            if os.read(go[0], 1) == b"":
                 os._exit(127)
         if session:
             os.setsid()
@@ -333,3 +340,82 @@ def become_helper(name: bytes, keep: "list[int]") -> None:
         _libc.prctl(PR_SET_NAME, name[:15], 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+# --- writing to a stream we share with our children, without blocking -------------------
+
+class NonBlockingWriter:
+    """Writes to one of our fds (svtree's stdout or stderr) without ever blocking, and
+    without touching the fd's open file description: our children share it (the main
+    command gets our stdout, `raw` services too), and O_NONBLOCK set there would make
+    their writes fail with EAGAIN. So:
+
+      pipe, FIFO, terminal, char device   a description of our own, opened through
+                                          /proc/self/fd/N with O_NONBLOCK
+      socket                              send(MSG_DONTWAIT) on a dup
+      regular file                        written as it is (a file never waits for a
+                                          reader)
+      anything else, or no /proc          poll for room, then at most PIPE_BUF bytes
+
+    `write` returns how many bytes went out; BlockingIOError means "no room now, wait
+    until `fileno()` is writable"; any other OSError means the stream is unusable.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.target = fd
+        self.fd = fd
+        self.sock: "socket.socket | None" = None
+        self.kind = "closed"
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return
+        if stat.S_ISREG(mode):
+            self.kind = "file"
+        elif stat.S_ISSOCK(mode):
+            self.fd = os.dup(fd)
+            try:
+                self.sock = socket.socket(fileno=self.fd)
+                self.kind = "socket"
+            except OSError:
+                os.close(self.fd)
+                self.fd, self.kind = fd, "shared"
+        else:
+            try:
+                self.fd = os.open(f"/proc/self/fd/{fd}",
+                                  os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+                self.kind = "private"
+            except OSError:  # no /proc, or a FIFO without a reader (ENXIO)
+                self.kind = "shared"
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, buffers: "list[bytes]") -> int:
+        if self.kind == "closed":
+            raise OSError(errno.EBADF, "the stream is closed")
+        if self.kind == "socket":
+            return self.sock.sendmsg(buffers, [], socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        if self.kind == "shared":
+            if not select.select([], [self.fd], [], 0)[1]:
+                raise BlockingIOError(errno.EAGAIN, "no room")
+            return os.write(self.fd, buffers[0][:select.PIPE_BUF])
+        return os.writev(self.fd, buffers)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        elif self.fd != self.target:
+            os.close(self.fd)
+        self.kind = "closed"
+
+
+def write_nonblocking(fd: int, data: bytes) -> int:
+    """Write what fits now to fd, without blocking; drop the rest. Bytes written."""
+    writer = NonBlockingWriter(fd)
+    try:
+        return writer.write([data])
+    except OSError:
+        return 0
+    finally:
+        writer.close()
