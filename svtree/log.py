@@ -1,5 +1,8 @@
 """svtree's own log: structlog, events with fields, on stderr.
 
+Rendered lines go to a sink: in the core, the stderr queue of svtree/core/output.py,
+which never blocks (a line that finds no room is dropped and counted, `log_dropped`).
+
 Event names are stable snake_case (the catalogue below); fields use the same names
 everywhere: service, pid, exit_code, signal, uptime, delay, restarts.
 """
@@ -40,10 +43,34 @@ EVENTS = {
     "control_refused": "a control client was refused (reason)",
     "internal_error": "a bug in svtree, caught; supervision goes on",
     "retry_later": "a resource error (EAGAIN, EMFILE): retried after a delay",
+    "log_dropped": "stderr was stalled: this many of svtree's own log lines were dropped (lines)",
+    "monitor_stuck": "a monitor did not exit in time after `exit`: killed, and its service with it",
 }
 
 
-def setup(fmt: str = "console"):
+class SinkLogger:
+    """structlog's logger at the end of the pipeline: hands each rendered line to `sink`
+    (a callable taking the line with its newline). An error in the sink is swallowed:
+    logging must never end PID 1."""
+
+    def __init__(self, sink) -> None:
+        self._sink = sink
+
+    def msg(self, message: str) -> None:
+        try:
+            self._sink(message + "\n")
+        except Exception:
+            pass
+
+    debug = info = warning = warn = error = critical = exception = fatal = failure = err = log = msg
+
+
+def _stderr_sink(line: str) -> None:
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def setup(fmt: str = "console", sink=None):
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
@@ -54,7 +81,7 @@ def setup(fmt: str = "console"):
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *args: SinkLogger(sink or _stderr_sink),
         wrapper_class=structlog.make_filtering_bound_logger(20),  # info and above
         cache_logger_on_first_use=True,
     )

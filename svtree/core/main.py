@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import traceback
 
 from svtree import exitcodes, osutil
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+SAY_DEADLINE = 2.0  # seconds a message before the core's output exists may wait for stderr
+
+
+def _say(text: str) -> None:
+    """stderr before the core's output queues exist: bounded, so a stalled stderr cannot
+    keep PID 1 from exiting on an invalid tree."""
+    from svtree.core.output import write_bounded
+
+    write_bounded(2, text.encode(errors="backslashreplace"), SAY_DEADLINE)
 
 # svtree's own oom_score_adj where it may set it (dockerd's choice for itself): below
 # anything a service gets by default, yet not -1000, so that the kernel can still end a
@@ -51,27 +59,26 @@ def _load_plan(loop, args, children: dict, stop: "list[int]"):
     try:
         compilation = Compilation(loop, children, _first_job(args), None, None, box.append)
     except OSError as e:  # fork failed: nothing runs yet that a retry would help
-        sys.stderr.write(f"svtree run: cannot start the compile: {e.strerror}; nothing was started\n")
+        _say(f"svtree run: cannot start the compile: {e.strerror}; nothing was started\n")
         return None, exitcodes.FAILURE
     while not box and not stop:
         loop.run_once()
     if stop:  # the signal wins over a result that came in the same wake-up
         compilation.kill("stopped")
-        sys.stderr.write(f"svtree run: {signal.Signals(stop[0]).name} while compiling the tree; "
-                         "nothing was started\n")
+        _say(f"svtree run: {signal.Signals(stop[0]).name} while compiling the tree; "
+             "nothing was started\n")
         return None, exitcodes.OK
     outcome = box[0]
     if outcome.no_tree is not None:
-        sys.stderr.write(f"svtree run: no tree at {display_path(outcome.no_tree)} "
-                         "(give --dir DIR, set SVTREE_DIR, or create ./services.d)\n")
+        _say(f"svtree run: no tree at {display_path(outcome.no_tree)} "
+             "(give --dir DIR, set SVTREE_DIR, or create ./services.d)\n")
         return None, exitcodes.USAGE
     if outcome.problems:
-        for line in outcome.problems:
-            sys.stderr.write(line + "\n")
-        sys.stderr.write(f"svtree run: {len(outcome.problems)} error(s) in the tree; nothing was started\n")
+        _say("".join(line + "\n" for line in outcome.problems)
+             + f"svtree run: {len(outcome.problems)} error(s) in the tree; nothing was started\n")
         return None, exitcodes.USAGE
     if outcome.plan is None:
-        sys.stderr.write(f"svtree run: {outcome.error}\n")
+        _say(f"svtree run: {outcome.error}\n")
         return None, exitcodes.USAGE
     return outcome, None
 
@@ -86,10 +93,14 @@ def run_command(args) -> int:
 
     def on_error(what: str, exc: BaseException) -> None:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            error = repr(exc)
+        except Exception:  # a repr that raises must not hide the error
+            error = type(exc).__name__
         if log is None:
-            sys.stderr.write(f"svtree run: internal_error in {what}: {exc!r}\n{text}")
+            _say(f"svtree run: internal_error in {what}: {error}\n{text}")
         else:
-            log.error("internal_error", where=what, error=repr(exc), traceback=text)
+            log.error("internal_error", where=what, error=error, traceback=text)
 
     # Signals first: as PID 1, a signal without a handler is discarded, so a SIGTERM during
     # the first compile would be lost. Until the core exists, a stop signal ends the
@@ -107,10 +118,16 @@ def run_command(args) -> int:
         return code
     plan = outcome.plan
     from svtree import log as logmod
+    from svtree.core.output import EXIT_FLUSH, Output
     from svtree.core.tree import NOT_FORWARDED, Core
 
     settings = plan.settings
-    log = logmod.setup(args.log_format or settings.log_format)
+    # svtree's stdout and stderr: bounded queues written without blocking; the log
+    # goes through the stderr one.
+    streams = Output(loop)
+    log = logmod.setup(args.log_format or settings.log_format,
+                       sink=lambda line: streams.own_line(2, line))
+    streams.on_dropped(lambda n: log.warning("log_dropped", lines=n))
     for warning in plan.warnings:  # S6_* variables and s6-rc files svtree ignores
         log.warning("compile_warning", warning=warning)
     is_pid1 = os.getpid() == 1
@@ -135,6 +152,7 @@ def run_command(args) -> int:
         is_pid1=is_pid1,
         kill_grace=settings.kill_grace,
         main_stop_timeout=settings.main_stop_timeout,
+        streams=streams,
     )
 
     core.t0 = started  # "N services up in T": from svtree's start, compile included
@@ -183,7 +201,12 @@ def run_command(args) -> int:
         if extra is not None:
             extra.close()
     code = exitcodes.FAILURE if core.failed else (core.main_code or 0 if args.cmd else 0)
+    dropped = sum(s.dropped for s in streams.streams.values())
     log.info("shutdown_done", exit_code=code,
              duration=round(time.monotonic() - core.shutdown_started, 3),
-             orphans_reaped=core.orphans_reaped)
+             orphans_reaped=core.orphans_reaped,
+             **({"log_dropped": dropped} if dropped else {}),
+             **({"errors_unlogged": loop.errors_unlogged} if loop.errors_unlogged else {}))
+    # What nobody reads within EXIT_FLUSH seconds is lost: PID 1 must exit.
+    streams.flush_at_exit(EXIT_FLUSH)
     return code

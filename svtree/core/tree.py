@@ -9,6 +9,7 @@ the pid: a monitor, the main command, the watcher, or nobody (an orphan).
 
 from __future__ import annotations
 
+import collections
 import errno
 import gc
 import os
@@ -18,7 +19,7 @@ import time
 from typing import Callable
 
 from svtree import osutil, wire
-from svtree.core.output import PrefixedPipe
+from svtree.core.output import Output, PrefixedPipe
 from svtree.monitor import monitor_main
 from svtree.plan import Plan, ServiceSpec
 from svtree.signames import signal_name
@@ -32,6 +33,11 @@ NOT_FORWARDED = {
     signal.SIGABRT, signal.SIGSYS, signal.SIGPIPE, signal.SIGXFSZ,
 }
 RETRY_DELAY = 1.0  # after EAGAIN/EMFILE/ENOMEM
+# A monitor told to `exit` has stop_timeout + finish_timeout to stop its service and
+# run finish; one that has not exited this long after that (stopped, hung) is killed,
+# with its service, so that shutdown and reload end in bounded time.
+MONITOR_EXIT_GRACE = 2.0
+MAX_QUEUED_COMMANDS = 64  # per monitor that does not read; then only what matters is kept
 SERVICE_ENV = "SVTREE_SERVICE"
 
 
@@ -45,6 +51,9 @@ class Service:
         self.sent_up = False  # `up` sent to the current monitor
         self.monitor_pid: "int | None" = None
         self.sock: "socket.socket | None" = None
+        # Commands the monitor's socket had no room for yet (a monitor that does not read).
+        self.outbox: "collections.deque[tuple[str, bytes]]" = collections.deque()
+        self.exit_timer = None  # the deadline of the monitor's exit after `exit`
         self.pipes: "list[PrefixedPipe]" = []
         self.report: dict = {"state": State.DOWN.value, "pid": None, "restarts": 0,
                              "exit_code": None, "exit_signal": 0, "ready": False,
@@ -73,11 +82,13 @@ class Service:
 
 class Core:
     def __init__(self, loop, plan: Plan, log, *, output: str, main_cmd: "list[str]",
-                 is_pid1: bool, kill_grace: float, main_stop_timeout: float) -> None:
+                 is_pid1: bool, kill_grace: float, main_stop_timeout: float,
+                 streams: "Output | None" = None) -> None:
         self.loop = loop
         self.plan = plan
         self.log = log
         self.output = output
+        self.streams = streams if streams is not None else Output(loop)
         self.main_cmd = main_cmd
         self.is_pid1 = is_pid1
         self.kill_grace = kill_grace
@@ -164,6 +175,7 @@ class Core:
         child.close()
         svc.monitor_pid = pid
         svc.sock = parent
+        svc.outbox.clear()
         svc.sent_up = False
         svc.gone = False
         self.by_monitor[pid] = svc
@@ -172,33 +184,48 @@ class Core:
         svc.pipes = []
         for (r, w), target in zip(pipes, (1, 2)):
             os.close(w)
-            os.set_blocking(r, False)
-            pipe = PrefixedPipe(svc.name, r, target)
-            svc.pipes.append(pipe)
-            self.loop.add_reader(r, lambda p=pipe: self.on_output(p))
+            svc.pipes.append(self.streams.pipe(svc.name, r, target))
 
     def send(self, svc: Service, msg: dict) -> None:
+        """Send a command to the monitor; what finds no room waits, in order, until
+        the socket is writable (a lost `exit` would hang shutdown)."""
         if svc.sock is None:
             return
-        try:
-            svc.sock.send(wire.encode(msg))
-        except OSError:
-            pass  # a dead monitor: the reaper deals with it
+        if len(svc.outbox) >= MAX_QUEUED_COMMANDS:
+            self._compact_commands(svc)
+        svc.outbox.append((msg["cmd"], wire.encode(msg)))
+        if len(svc.outbox) == 1:
+            self._send_commands(svc)
+
+    def _send_commands(self, svc: Service) -> None:
+        sock = svc.sock
+        while svc.outbox and sock is not None:
+            try:
+                sock.send(svc.outbox[0][1])
+            except BlockingIOError:
+                self.loop.add_writer(sock, lambda: self._send_commands(svc))
+                return
+            except OSError:
+                svc.outbox.clear()  # a dead monitor: the reaper deals with it
+                break
+            svc.outbox.popleft()
+        if sock is not None:
+            self.loop.remove_writer(sock)
+
+    @staticmethod
+    def _compact_commands(svc: Service) -> None:
+        """A monitor that reads nothing (stopped): keep its latest want and an `exit`;
+        signals for a process nobody supervises right now are dropped."""
+        wants = [m for m in svc.outbox if m[0] in (wire.UP, wire.DOWN, wire.RESTART)]
+        keep = wants[-1:] + [m for m in svc.outbox if m[0] == wire.EXIT][:1]
+        svc.outbox = collections.deque(keep)
 
     # --- output -------------------------------------------------------------------------
 
-    def on_output(self, pipe: PrefixedPipe) -> None:
-        if pipe.fd < 0:
-            return  # closed meanwhile (its monitor exited)
-        if not pipe.read():
-            self.loop.remove_reader(pipe.fd)
-            os.close(pipe.fd)
-            pipe.fd = -1
-
-    def drain_output(self, svc: Service) -> None:
+    def close_output(self, svc: Service) -> None:
+        """The monitor is gone: what its pipes hold now is read (bounded), then closed."""
         for pipe in svc.pipes:
-            if pipe.fd >= 0:
-                pipe.drain()
+            pipe.drain_and_close()
 
     # --- monitor reports ----------------------------------------------------------------
 
@@ -221,7 +248,8 @@ class Core:
         svc.report = msg
         self.log_transition(svc, old, msg)
         if old.get("pid") and msg.get("pid") is None:
-            self.drain_output(svc)
+            for pipe in svc.pipes:
+                pipe.run_ended()
         if msg.get("gave_up") and not old.get("gave_up"):
             # `want` stays what was asked for: a service that ended on its own is still
             # wanted up, so `ctl check` reports it (SPEC: only `down` and `ctl stop` exempt).
@@ -294,9 +322,7 @@ class Core:
             up = sum(1 for s in self.services.values() if s.report["state"] in SATISFIED)
             self.log.info("tree_up", services=up, duration=round(took, 3))
             if os.isatty(1):  # a person is watching: one plain summary line
-                from svtree.core.output import write_all
-
-                write_all(1, f"{up} service{'s' if up != 1 else ''} up in {took * 1000:.0f} ms\n".encode())
+                self.streams.own_line(1, f"{up} service{'s' if up != 1 else ''} up in {took * 1000:.0f} ms\n")
             if self.main_cmd and not self.main_started:
                 self.start_main()
 
@@ -426,6 +452,17 @@ class Core:
             svc.gone = True
             return
         self.send(svc, {"cmd": wire.EXIT})
+        pid = svc.monitor_pid
+        spec = svc.spec
+        svc.exit_timer = self.loop.call_later(
+            spec.stop_timeout + spec.finish_timeout + MONITOR_EXIT_GRACE,
+            lambda: self._monitor_overdue(svc, pid))
+
+    def _monitor_overdue(self, svc: Service, pid: int) -> None:
+        if svc.monitor_pid != pid:
+            return
+        self.log.warning("monitor_stuck", service=svc.name, monitor=pid, service_pid=svc.report.get("pid"))
+        osutil.kill_quietly(pid, signal.SIGKILL)  # on_monitor_exit then kills its service
 
     def remaining(self) -> "list[int]":
         """Every live process but svtree and the spared ctl clients: all of the PID
@@ -543,17 +580,15 @@ class Core:
                 if not data:
                     break
                 self.on_report(svc, wire.decode(data))
-            self.loop.remove_reader(sock)
+            self.loop.forget(sock)
             sock.close()
         svc.sock = None
+        svc.outbox.clear()
         svc.monitor_pid = None
         svc.sent_up = False
-        self.drain_output(svc)
-        for pipe in svc.pipes:
-            if pipe.fd >= 0:
-                self.loop.remove_reader(pipe.fd)
-                os.close(pipe.fd)
-                pipe.fd = -1
+        if svc.exit_timer is not None:
+            svc.exit_timer.cancel()
+            svc.exit_timer = None
         expected = svc.exit_sent and code == 0
         pid, pgid = svc.report.get("pid"), svc.report.get("pgid")
         if not expected:
@@ -566,6 +601,9 @@ class Core:
             self.kill_orphans_of(svc.name)
             self.log.warning("monitor_died", exit_code=code, signal=signal_name(sig) if sig else None,
                              service=svc.name, service_pid=pid)
+        # Killed first, then drained: a leftover that writes faster than we read must
+        # not keep us here (and what it could still write is bounded by the pipe).
+        self.close_output(svc)
         svc.restarts_before = svc.report.get("restarts", 0) + (1 if pid else 0)
         svc.report = dict(svc.report, state=State.DOWN.value, pid=None, ready=False)
         if svc.retiring:
