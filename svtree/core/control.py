@@ -4,6 +4,14 @@ One JSON object per line each way. Every connection is non-blocking, has a deadl
 send its request and a size limit; peers are checked with SO_PEERCRED (root and
 svtree's own uid only). A malformed, oversized, slow or abandoned request gets an error
 or is dropped; none can block the loop, so supervision never waits on a client.
+Replies go out from a buffer as the client reads them (`status` of thousands of
+services is larger than a socket holds), within REPLY_DEADLINE.
+
+A client is in one phase at a time, each with at most one timer: sending its request
+(REQUEST_DEADLINE), waiting (`wait`, `--wait`, `reload` queued behind another reload;
+its --timeout), reading the reply (REPLY_DEADLINE). When all MAX_CLIENTS slots are
+taken, a newcomer evicts the oldest client still sending a request, else the oldest
+slow reader of a reply, else the oldest queued `reload` (the reload itself still runs).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from svtree import paths, wire
 from svtree.signames import parse_signal, signal_name
 
 REQUEST_DEADLINE = 5.0  # seconds a client has to send one whole request
+REPLY_DEADLINE = 5.0  # seconds a client has to read its whole reply
+MAX_REPLY = 16 << 20  # bytes; a larger reply is replaced by an error
 MAX_CLIENTS = 256
 MAX_TIMEOUT = 1e8  # seconds; the selector cannot take much more (and inf kills it)
 EXIT_GRACE = 2.0  # seconds PID 1 waits at exit for `shutdown --wait` clients to finish
@@ -98,12 +108,20 @@ class Client:
         self.uid = uid
         self.pid = pid
         self.buf = b""
-        self.done = False
+        self.done = False  # answered (the reply may still be going out)
         self.reading = True  # its request is not complete yet
+        self.waiting: "str | None" = None  # "wait" or "reload" while it waits
+        self.unsent: "memoryview | None" = None  # the part of the reply not sent yet
         self.timer = server.core.loop.call_later(REQUEST_DEADLINE, self.expire)
 
     def expire(self) -> None:
         self.reply({"ok": False, "error": "request not received in time"})
+
+    def set_timer(self, delay: "float | None", callback) -> None:
+        """The deadline of the phase the client enters now (None: none)."""
+        self.timer.cancel()
+        if delay is not None:
+            self.timer = self.server.core.loop.call_later(delay, callback)
 
     def on_readable(self) -> None:
         try:
@@ -155,20 +173,41 @@ class Client:
         if self.done:
             return
         self.done = True
-        self.timer.cancel()
+        self.reading = False
+        self.waiting = None
+        self.server.forget_waiter(self)
         data = wire.encode_line(obj)
-        try:
-            # Replies are small; a client that does not read gets what fits, then EOF.
-            self.sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-        except OSError:
-            pass
+        if len(data) > MAX_REPLY:
+            data = wire.encode_line({"ok": False, "error": f"reply larger than {MAX_REPLY} bytes"})
+        self.unsent = memoryview(data)
+        loop = self.server.core.loop
+        loop.remove_reader(self.sock)
+        self.set_timer(REPLY_DEADLINE, self.close)
+        self.send_reply()
+        if self.unsent is not None:
+            if not loop.running:  # svtree is exiting: no loop to wait for room
+                self.close()
+            else:
+                loop.add_writer(self.sock, self.send_reply)
+
+    def send_reply(self) -> None:
+        while self.unsent:
+            try:
+                n = self.sock.send(self.unsent, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                break  # it hung up
+            self.unsent = self.unsent[n:]
         self.close()
 
     def close(self) -> None:
         self.done = True
         self.reading = False
+        self.waiting = None
+        self.unsent = None
         self.timer.cancel()
-        self.server.core.loop.remove_reader(self.sock)
+        self.server.core.loop.forget(self.sock)
         self.server.forget(self)
         try:
             self.sock.close()
@@ -215,9 +254,15 @@ class Server:
         if existing is not None and not stat.S_ISSOCK(existing.st_mode):
             # Never unlink what is not a socket: --socket pointing at a file by mistake.
             raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+        # Non-blocking: a listener whose queue is full would hold a blocking connect for
+        # ever; a unix socket answers a non-blocking one at once (EAGAIN when full).
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
         try:
             probe.connect(path)
+        except (BlockingIOError, InterruptedError):
+            probe.close()
+            raise OSError(errno.EADDRINUSE, f"another svtree listens on {path} (its queue is full)")
         except OSError:
             pass  # nobody listens: a stale socket file, or none
         else:
@@ -287,18 +332,32 @@ class Server:
             self.core.loop.add_reader(sock, client.on_readable)
 
     def _evict_a_slow_client(self) -> bool:
-        """Full: the oldest client still sending its request makes room. Otherwise
+        """Full: the oldest client still sending its request makes room (otherwise
         clients that connect and send nothing would lock everyone out until their
-        deadline, over and over."""
+        deadline, over and over); else the oldest one slow to read its reply; else the
+        oldest queued `reload` (all queued reloads are one reload: it still runs)."""
         for client in self.clients:
             if client.reading:
                 client.reply({"ok": False, "error": "dropped: too many clients still sending a request"})
+                return True
+        for client in self.clients:
+            if client.unsent is not None:
+                client.close()
+                return True
+        for client in self.clients:
+            if client.waiting == "reload":
+                client.reply({"ok": False, "error": f"dropped: too many clients ({MAX_CLIENTS}); "
+                                                    "the queued reload still runs"})
                 return True
         return False
 
     def forget(self, client: Client) -> None:
         self.clients.pop(client, None)
-        self.waiters = [w for w in self.waiters if w[0] is not client]
+        self.forget_waiter(client)
+
+    def forget_waiter(self, client: Client) -> None:
+        if any(w[0] is client for w in self.waiters):
+            self.waiters = [w for w in self.waiters if w[0] is not client]
 
     # --- verbs --------------------------------------------------------------------------
 
@@ -415,11 +474,15 @@ class Server:
             client.reply({"ok": False, "error": "reload is not available in this build"})
             return
         reload("ctl", client.reply)
+        if not client.done:
+            # Queued behind a reload still being applied: it waits like `wait` does (a
+            # hang-up forgets it), and can be evicted when every slot is taken.
+            self._waiting(client, "reload", lambda: False, None)
 
     def verb_shutdown(self, client, req, names) -> None:
         if req.get("wait"):
             self.core.spared.add(client.pid)
-            self.waiters.append((client, lambda: False, None))
+            self._waiting(client, "wait", lambda: False, None)
         else:
             client.reply({"ok": True})
         self.core.begin_shutdown("ctl shutdown")
@@ -431,13 +494,16 @@ class Server:
         if verdict is not False:
             client.reply({"ok": True} if verdict is True else {"ok": False, "error": verdict})
             return
-        entry = (client, settled, None)
-        self.waiters.append(entry)
-        if timeout is not None:
-            def expire():
-                if not client.done:
-                    client.reply({"ok": False, "error": f"timed out after {timeout:g} s", "timeout": True})
-            self.core.loop.call_later(timeout, expire)
+        self._waiting(client, "wait", settled, timeout)
+
+    def _waiting(self, client, kind: str, settled, timeout: "float | None") -> None:
+        client.waiting = kind
+        self.waiters.append((client, settled, None))
+
+        def expire():
+            client.reply({"ok": False, "error": f"timed out after {timeout:g} s", "timeout": True})
+
+        client.set_timer(timeout, expire)  # cancelled when the client is answered or leaves
         # A waiting client that hangs up is forgotten (EOF on its socket).
         self.core.loop.add_reader(client.sock, lambda: self._hangup(client))
 
@@ -463,6 +529,9 @@ class Server:
     def on_exit(self) -> None:
         spared = []
         for client, _, _ in list(self.waiters):
+            if client.waiting == "reload":
+                client.reply({"ok": False, "error": "svtree is shutting down; reload ignored"})
+                continue
             client.reply({"ok": True, "exiting": True})
             if client.pid:
                 spared.append(client.pid)
