@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -92,11 +93,75 @@ class Tree:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class PipeReader:
+    """A pipe for svtree's stdout or stderr, read by a thread that the test can pause
+    (a log reader that stalls: `svtree | less` left paused, a blocked log driver) and
+    resume, or that reads slowly (`delay`). Pausing takes effect after the read in
+    progress (at most READ bytes)."""
+
+    READ = 65536
+
+    def __init__(self, paused: bool = False, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds after each read: a slow reader
+        self.r, self.w = os.pipe()
+        self.data = bytearray()
+        self.eof = False
+        self.lock = threading.Lock()
+        self.go = threading.Event()
+        if not paused:
+            self.go.set()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.go.wait()
+            try:
+                chunk = os.read(self.r, self.READ)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                return
+            with self.lock:
+                self.data += chunk
+            if self.delay:
+                time.sleep(self.delay)
+
+    def pause(self) -> None:
+        self.go.clear()
+
+    def resume(self) -> None:
+        self.go.set()
+
+    def text(self) -> str:
+        with self.lock:
+            return self.data.decode(errors="replace")
+
+    def started(self) -> None:
+        """svtree has the write end now: drop ours, so EOF comes when svtree is gone."""
+        if self.w >= 0:
+            os.close(self.w)
+            self.w = -1
+
+    def close(self) -> None:
+        """After svtree is gone (and with it every writer): read to EOF, close."""
+        self.started()
+        self.resume()
+        self.thread.join(10)
+        if not self.thread.is_alive() and self.r >= 0:
+            os.close(self.r)
+            self.r = -1
+
+
 class Svtree:
-    """svtree running as PID 1 in its own PID namespace."""
+    """svtree running as PID 1 in its own PID namespace.
+
+    stdout / stderr: a PipeReader (the test reads svtree's output through a pipe it can
+    stall), a path (such as /dev/null), or None for a file under the tree's root."""
 
     def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL,
-                 watch: bool = False, wrap=(), source=None) -> None:
+                 watch: bool = False, wrap=(), source=None, stdout=None, stderr=None) -> None:
         self.tree = tree
         self.socket = os.path.join(tree.root, "control.sock")
         self.stdout_path = os.path.join(tree.root, "stdout")
@@ -111,11 +176,29 @@ class Svtree:
         full_env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         full_env.pop("SVTREE_SOCKET", None)
         full_env.update(env or {})
-        self.out = open(self.stdout_path, "wb")
-        self.err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=self.out, stderr=self.err,
+        out, err = self._open_outputs(stdout, stderr)
+        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err,
                                      env=full_env, start_new_session=True, cwd=tree.root)
+        self._outputs_given()
         self.pid1 = wait_for(self._find_pid1, 10, what="svtree to start in its namespace")
+
+    def _open_outputs(self, stdout, stderr):
+        """The stdout and stderr to give svtree (see the class's docstring)."""
+        self.readers = {1: stdout if isinstance(stdout, PipeReader) else None,
+                        2: stderr if isinstance(stderr, PipeReader) else None}
+        if isinstance(stdout, str):
+            self.stdout_path = stdout
+        if isinstance(stderr, str):
+            self.stderr_path = stderr
+        self.out = None if self.readers[1] else open(self.stdout_path, "wb")
+        self.err = None if self.readers[2] else open(self.stderr_path, "wb")
+        return (self.readers[1].w if self.readers[1] else self.out,
+                self.readers[2].w if self.readers[2] else self.err)
+
+    def _outputs_given(self) -> None:
+        for reader in self.readers.values():
+            if reader is not None:
+                reader.started()
 
     def _find_pid1(self):
         kids = children(self.proc.pid)
@@ -181,14 +264,22 @@ class Svtree:
             except ProcessLookupError:
                 pass
             self.proc.wait(10)
-        self.out.close()
-        self.err.close()
+        for f in (self.out, self.err):
+            if f is not None:
+                f.close()
+        for reader in self.readers.values():
+            if reader is not None:
+                reader.close()
 
     def stdout(self) -> str:
+        if self.readers[1] is not None:
+            return self.readers[1].text()
         with open(self.stdout_path, errors="replace") as f:
             return f.read()
 
     def stderr(self) -> str:
+        if self.readers[2] is not None:
+            return self.readers[2].text()
         with open(self.stderr_path, errors="replace") as f:
             return f.read()
 
