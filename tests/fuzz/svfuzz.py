@@ -28,7 +28,10 @@ of a PID namespace, or as a plain child subreaper), plays the schedule, and chec
              one that should be down is down, untouched services kept their pids
              across reloads (exactly one start line), dependents started only after
              their dependencies were ready or done, ctl and reload answers.
-  output     every line a flooding service wrote reached svtree's stdout/stderr.
+  output     every line a flooding service wrote reached svtree's stdout/stderr, in
+             the order it was written; also after `stall` actions (the reader of
+             svtree's stdout, a pipe, pauses for a while and resumes: svtree holds the
+             output back, nothing else).
 
 Failures print the example (`describe`) and the action log; the example's directory
 is kept under /tmp for inspection.
@@ -69,7 +72,7 @@ def load_harness():
 
 
 H = load_harness()
-Tree, Svtree, wait_for = H.Tree, H.Svtree, H.wait_for
+Tree, Svtree, wait_for, PipeReader = H.Tree, H.Svtree, H.wait_for, H.PipeReader
 children, descendants, proc_status, zombies = H.children, H.descendants, H.proc_status, H.zombies
 read_cmdline = H.read_cmdline
 needs_pidns, REPO = H.needs_pidns, H.REPO
@@ -145,6 +148,7 @@ TRAPS_TERM = ("forever", "slow_stop", "forks", "daemon", "zombies", "flood", "no
 FINISHES = ("none", "quick", "slow", "hung", "f125")
 SERVICE_SIGNALS = ("KILL", "TERM", "INT", "HUP", "USR1", "USR2", "ALRM")
 MONITOR_SIGNALS = ("KILL", "TERM", "INT", "HUP", "USR1")
+STALLS = ("1.0", "0.3", "2.0")  # seconds the reader of svtree's stdout pauses
 SELF_KILL_SIGNALS = ("KILL", "INT", "HUP", "USR1", "USR2", "ALRM")
 RESTART_DELAY_MAX = 1.0
 MAIN_STOP_TIMEOUT = 1.0
@@ -216,7 +220,7 @@ class Svc:
 @dataclass(frozen=True)
 class Action:
     delay: float = field(metadata={"positional": True})
-    kind: str = field(metadata={"positional": True})  # kill kill_monitor ctl reload sigterm
+    kind: str = field(metadata={"positional": True})  # kill kill_monitor ctl reload stall sigterm
     target: int = field(default=0, metadata={"positional": True})  # index into current services
     arg: str = field(default="", metadata={"positional": True})
 
@@ -305,7 +309,7 @@ def a_service(draw, name: str, earlier: "list[str]") -> Svc:
 
 @st.composite
 def an_action(draw) -> Action:
-    kind = draw(st.sampled_from(("kill", "ctl", "kill_monitor", "reload")))
+    kind = draw(st.sampled_from(("kill", "ctl", "kill_monitor", "reload", "stall")))
     delay = draw(st.sampled_from((0.1, 0.0, 0.05, 0.3, 0.6)))
     target = draw(st.integers(0, 5))
     arg = draw(st.sampled_from({
@@ -313,6 +317,7 @@ def an_action(draw) -> Action:
         "ctl": ("restart", "stop", "start"),
         "kill_monitor": MONITOR_SIGNALS,
         "reload": ("change", "invalid", "add", "remove"),
+        "stall": STALLS,
     }[kind]))
     return Action(delay, kind, target, arg)
 
@@ -549,7 +554,7 @@ class SubreaperSvtree(Svtree):
     """svtree as a plain child of the test (not PID 1): it makes itself a child subreaper.
     Here a process svtree leaves behind would really survive it."""
 
-    def __init__(self, tree, cmd=None, env=None) -> None:  # noqa: super().__init__ unshares
+    def __init__(self, tree, cmd=None, env=None, stdout=None) -> None:  # noqa: super().__init__ unshares
         self.tree = tree
         self.socket = os.path.join(tree.root, "control.sock")
         self.stdout_path = os.path.join(tree.root, "stdout")
@@ -561,10 +566,10 @@ class SubreaperSvtree(Svtree):
         full_env = dict(os.environ)
         full_env.pop("SVTREE_SOCKET", None)
         full_env.update(env or {})
-        self.out = open(self.stdout_path, "wb")
-        self.err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
+        out, err = self._open_outputs(stdout, None)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                      env=full_env, start_new_session=True, cwd=tree.root)
+        self._outputs_given()
         self.pid1 = self.proc.pid
 
 
@@ -1038,6 +1043,8 @@ class Run:
         self.log: "list[Done]" = []
         self.violations: "list[str]" = []
         self.sv = None
+        self.stdout = PipeReader()  # svtree's stdout: a pipe, whose reader `stall` pauses
+        self.stalls: "list[threading.Timer]" = []
         self.observer: "Observer | None" = None
         self.t0 = now_ns()
         self.t_sigterm: "int | None" = None
@@ -1075,9 +1082,9 @@ class Run:
         env = {"PYTHONPATH": path, token_name: token_value}
         cmd = main_command(self.ex, self.lib)
         if self.ex.mode == "pidns":
-            self.sv = Svtree(self.tree, cmd=cmd, env=env)
+            self.sv = Svtree(self.tree, cmd=cmd, env=env, stdout=self.stdout)
         else:
-            self.sv = SubreaperSvtree(self.tree, cmd=cmd, env=env)
+            self.sv = SubreaperSvtree(self.tree, cmd=cmd, env=env, stdout=self.stdout)
 
     def alive(self) -> bool:
         return self.sv.proc.poll() is None
@@ -1154,6 +1161,16 @@ class Run:
         time.sleep(a.delay)
         names = sorted(m.svcs)
         t = now_ns()
+        if a.kind == "stall":
+            # The reader of svtree's stdout pauses, and resumes by itself a while later
+            # (the next actions happen meanwhile).
+            self.stdout.pause()
+            timer = threading.Timer(float(a.arg), self.stdout.resume)
+            timer.daemon = True
+            timer.start()
+            self.stalls.append(timer)
+            self.log.append(Done(t, "stall", "", a.arg, "stdout paused"))
+            return
         if a.kind == "sigterm":
             if self.alive():
                 self.t_sigterm = now_ns()
@@ -1749,15 +1766,26 @@ class Run:
         flooded = [r for r in recs if r.kind == "flooded"]
         if not flooded:
             return
+        # Every writer of svtree's stdout is gone once svtree has exited (in a PID
+        # namespace; a subreaper's sweep ended the rest): the reader sees EOF.
+        for timer in self.stalls:
+            timer.join(5)
+        self.stdout.resume()
+        self._poll(lambda: self.stdout.eof, 10.0)
         out, err = self.sv.stdout(), self.sv.stderr()
         for r in flooded:
             for text, word in ((out, "flood"), (err, "eflood")):
-                got = len(re.findall(rf"^{re.escape(r.name)} \| {word} {r.pid} \d+$", text, re.M))
-                self.count("output lines", got)
-                if got != FLOOD_LINES:
+                nums = [int(n) for n in re.findall(rf"^{re.escape(r.name)} \| {word} {r.pid} (\d+)$", text, re.M)]
+                self.count("output lines", len(nums))
+                if len(nums) != FLOOD_LINES:
                     self.violations.append(
                         f"output: {r.name} (pid {r.pid}) wrote {FLOOD_LINES} '{word}' lines, "
-                        f"svtree passed on {got}")
+                        f"svtree passed on {len(nums)}")
+                elif nums != list(range(1, FLOOD_LINES + 1)):
+                    bad = next(i for i, n in enumerate(nums) if n != i + 1)
+                    self.violations.append(
+                        f"output: {r.name} (pid {r.pid})'s '{word}' lines out of order: line {bad + 1} "
+                        f"is {nums[bad]}")
 
     # --- the whole story ---------------------------------------------------------------
 
@@ -1802,6 +1830,7 @@ class Run:
                 except ProcessLookupError:
                     pass
             time.sleep(0.05)
+        self.stdout.close()
 
     def report(self) -> str:
         lines = [describe(self.ex), "", f"svtree from {svtree_source()}", "violations:"]

@@ -61,6 +61,8 @@ def test_a_hand_written_tree_with_flood_slow_stop_and_a_main_command():
             Svc("b", ("a",), behaviour="slow_stop", delay=0.3, stop_timeout=1.0, finish="quick"),
             Svc("c", ("b",), behaviour="self_kill", sig="HUP", delay=0.3, restart="always"),
         ),
+        # svtree's stdout stalls while a floods it: every line still arrives, in order
+        actions=(Action(0.0, "stall", 0, "1.0"),),
         main=(2.0, 7),
         mode="subreaper",
     )
