@@ -160,6 +160,8 @@ class Svtree:
     stdout / stderr: a PipeReader (the test reads svtree's output through a pipe it can
     stall), a path (such as /dev/null), or None for a file under the tree's root."""
 
+    readers: "dict[int, PipeReader | None]" = {1: None, 2: None}  # a subclass's own files
+
     def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL,
                  watch: bool = False, wrap=(), source=None, stdout=None, stderr=None) -> None:
         self.tree = tree

@@ -100,7 +100,7 @@ def timed_status(sv) -> float:
 # --- svtree's own output ----------------------------------------------------------------
 
 def test_a_stalled_stdout_holds_back_only_the_output(tree, run_svtree):
-    n = 200_000  # ~2 MB of `chatty | N` lines: more than svtree holds plus the pipes
+    n = 200_000  # ~2.9 MB of `chatty | N` lines: more than svtree holds plus the pipes
     tree.service("chatty", tree.sh(f"seq 1 {n}\necho chatty-done >> $EVENTS\nexec sleep 1000\n"))
     crasher(tree)
     out = PipeReader(paused=True)  # nobody reads svtree's stdout
@@ -178,7 +178,7 @@ def test_the_main_command_and_raw_services_keep_a_blocking_stdout(tree, run_svtr
 
 
 def test_own_log_lines_never_wait_they_are_dropped_counted_and_reported(tree, run_svtree):
-    n = 100_000  # ~1.3 MB of service lines on stderr: svtree's stderr queue fills
+    n = 300_000  # ~4.4 MB of `noisy | N` lines on stderr: more than svtree holds plus the pipes
     tree.service("noisy", tree.sh(f"seq 1 {n} >&2\nexec sleep 1000\n"))
     public = tempfile.mkdtemp(prefix="svtree-nb-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     os.chmod(public, 0o755)
