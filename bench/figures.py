@@ -140,7 +140,8 @@ class Figure:
             return self.na[row] if col is self.columns[0] else "–"
         v = self.get(row, col.name)
         if v is None:
-            return self.notes.get(row, "–" if row in self.samples else "not run")
+            first = col is next(c for c in self.columns if not c.text)
+            return self.notes.get(row, "–") if first else "–"
         return fmt(v, col.digits)
 
     def ratio_header(self, name: str) -> str:

@@ -140,7 +140,8 @@ class Bench:
         return S.rows(self.names, *wanted)
 
     def work(self, tag: str) -> str:
-        return tempfile.mkdtemp(prefix=f"{tag.replace(' ', '')}-", dir=self.base)
+        safe = "".join(c if c.isalnum() else "-" for c in tag)  # a row's name has spaces, ( and )
+        return tempfile.mkdtemp(prefix=f"{safe}-", dir=self.base)
 
     def attempt(self, what: str, seconds: float, fn, *args):
         """Run one experiment under a hard timeout; whatever happens, kill its namespaces
@@ -298,8 +299,8 @@ class Bench:
             "svtree --no-watch": (system.reload_cmd() if row.startswith("svtree") else None,
                                   "rename, then svtree ctl reload"),
             "s6": (["s6-svscanctl", "-a", system.svc], "rename, then s6-svscanctl -a"),
-            "runit": (None, "rename; runsvdir's own scan (every 5 s; then a 1 s sleep: the "
-                            "directory changed this second)"),
+            "runit": (None, "rename; runsvdir's own scan (every 5 s, plus a 1 s sleep when the "
+                            "directory changed in the second of the scan)"),
         }[row]
         self.reload.text(row, "how", how)
         for i in range(samples):

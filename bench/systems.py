@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -421,7 +422,7 @@ class Runit(System):
             return
         # Debian's /etc/runit/3, then what runit(8) does next: end the scanner. Run by a
         # helper shell so the caller keeps watching the namespace meanwhile.
-        dirs = " ".join(self.service_dir(n) for n in self.names)
+        dirs = " ".join(shlex.quote(self.service_dir(n)) for n in self.names)
         script = (f"sv -w {self.force_stop_wait:g} force-stop {dirs} >/dev/null 2>&1; "
                   f"sv exit {dirs} >/dev/null 2>&1; kill -TERM {inst.pid1}")
         inst.helpers.append(subprocess.Popen(["sh", "-c", script], stdin=subprocess.DEVNULL))
