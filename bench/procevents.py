@@ -29,6 +29,7 @@ NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
 PROC_CN_MCAST_LISTEN = 1
+PROC_EVENT_FORK = 0x00000001
 PROC_EVENT_EXEC = 0x00000002
 PROC_EVENT_EXIT = 0x80000000
 SO_RCVBUFFORCE = 33
@@ -39,6 +40,7 @@ _CNMSG = struct.Struct("IIIIHH")  # idx, val, seq, ack, len, flags
 _HEAD = struct.Struct("IIQ")  # what, cpu, timestamp_ns
 _EXEC = struct.Struct("II")  # pid, tgid
 _EXIT = struct.Struct("IIII")  # pid, tgid, exit_code (a wait status), exit_signal
+_FORK = struct.Struct("IIII")  # parent pid, parent tgid, child pid, child tgid
 _EVENT_AT = _NLMSG.size + _CNMSG.size
 _DATA_AT = _EVENT_AT + _HEAD.size
 
@@ -76,7 +78,8 @@ class Exec:
 class ProcEvents:
     """Exec and exit events of one PID namespace (set `ns_of` once its PID 1 exists)."""
 
-    def __init__(self) -> None:
+    def __init__(self, forks: bool = False) -> None:
+        """forks: also keep every fork in the namespace (bench/experiments' timelines)."""
         try:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
         except OSError as e:
@@ -85,7 +88,8 @@ class ProcEvents:
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
             self.sock.bind((0, CN_IDX_PROC))
-            op = struct.pack("II", PROC_CN_MCAST_LISTEN, PROC_EVENT_EXEC | PROC_EVENT_EXIT)
+            kinds = PROC_EVENT_EXEC | PROC_EVENT_EXIT | (PROC_EVENT_FORK if forks else 0)
+            op = struct.pack("II", PROC_CN_MCAST_LISTEN, kinds)
             cn = _CNMSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
             self.sock.send(_NLMSG.pack(_NLMSG.size + len(cn), 3, 0, 0, 0) + cn)  # NLMSG_DONE
         except OSError as e:
@@ -98,6 +102,9 @@ class ProcEvents:
         self.exits: "dict[int, tuple[float, int]]" = {}  # host pid -> (time, wait status)
         self._pending: "list[tuple[int, int]]" = []  # execs seen before the namespace was known
         self.watched: "set[int]" = set()
+        self.forks: "list[tuple[float, int, int]]" = []  # (time, parent, child): forks=True only
+        self.log: "list[tuple[float, str, int]]" = []  # (time, "exec"|"exit", pid): forks=True only
+        self._timeline = forks
 
     def watch(self, pid1: int) -> None:
         """From now on, keep the events of pid1's namespace."""
@@ -135,10 +142,17 @@ class ProcEvents:
                         self._pending.append((pid, ts))
                     else:
                         self._on_exec(pid, ts)
+            elif what == PROC_EVENT_FORK:
+                _ppid, ptgid, pid, tgid = _FORK.unpack_from(data, _DATA_AT)
+                if pid == tgid and self.ns is not None and (ptgid in self.watched or ptgid in self.execs):
+                    self.forks.append((ts / 1e9, ptgid, pid))
+                    self.watched.add(pid)
             elif what == PROC_EVENT_EXIT:
                 pid, tgid, code, _sig = _EXIT.unpack_from(data, _DATA_AT)
                 if pid == tgid and (pid in self.execs or pid in self.watched or pid == self.pid1):
                     self.exits[pid] = (ts / 1e9, code)
+                    if self._timeline:
+                        self.log.append((ts / 1e9, "exit", pid))
 
     def watch_exits(self, pids) -> None:
         """Also keep the exits of these host pids (processes that never exec'd since the
@@ -159,6 +173,8 @@ class ProcEvents:
         # now is that of the latest exec.
         self.execs[pid] = Exec(ts / 1e9, comm, cwd)
         self.exits.pop(pid, None)
+        if self._timeline:
+            self.log.append((ts / 1e9, "exec " + comm, pid))
 
     def wait(self, predicate, timeout: float, what: str):
         """Pump until predicate() returns something other than None; return it."""

@@ -79,12 +79,12 @@ class Instance:
     """One system running as PID 1 of a fresh PID namespace."""
 
     def __init__(self, system: "System", work: str, argv: "list[str]", env: "dict | None" = None,
-                 events: bool = True) -> None:
+                 events: bool = True, timeline: bool = False) -> None:
         self.system = system
         self.work = work
         self.log_path = os.path.join(work, "output.log")
         self.log = open(self.log_path, "wb")
-        self.events = ProcEvents() if events else None  # listening before the launch
+        self.events = ProcEvents(forks=timeline) if events else None  # listening before the launch
         self.t_launch = time.monotonic()
         self.proc = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv],
@@ -277,8 +277,8 @@ class System:
         """Processes of the supervisor that are neither PID 1 nor per service."""
         return []
 
-    def start(self, work: str, events: bool = True) -> Instance:
-        return Instance(self, work, self.argv(work), self.env(), events)
+    def start(self, work: str, events: bool = True, timeline: bool = False) -> Instance:
+        return Instance(self, work, self.argv(work), self.env(), events, timeline)
 
     # control -----------------------------------------------------------------------------
     def shutdown(self, inst: Instance) -> None:
