@@ -578,8 +578,12 @@ def header(args, cfg: Config, vers: dict, maker_how: str, wall: float, load: str
         f"- load average (1, 5, 15 min): {load} (the machine is shared: other work may run meanwhile)",
         f"- svtree runs from a byte-compiled snapshot of {('git revision ' + args.rev) if args.rev else 'the working tree'}"
         " copied to the tmpfs at the start",
-        f"- services: `#!/bin/sh` + `exec sleep`; orphans made by {maker_how}",
-        "- medians over the rounds; 'svtree ÷ system' below 1 means svtree is smaller/faster",
+        f"- services: `#!/bin/sh` + `exec sleep`; orphans made by {maker_how}; every tree dated an hour "
+        "back (as in an image: runsvdir sleeps 1 s before scanning a directory changed this second)",
+        "- times: the kernel's process events (exec of a service's `sleep`, exit of PID 1), "
+        "CLOCK_MONOTONIC, against the bench's own clock when it acted",
+        "- `svtree` is svtree as users run it, with its file watcher (the default); `svtree --no-watch` beside it",
+        "- medians over the rounds; 'svtree ÷ row' below 1 means svtree is smaller/faster",
         "- versions: " + "; ".join(f"{k} {v}" for k, v in vers.items()),
     ]
     return "\n".join(lines) + "\n"

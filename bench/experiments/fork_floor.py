@@ -31,6 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import smaps  # noqa: E402
+from common import UP_AND_WAIT, rollup  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -74,12 +75,7 @@ env = dict(os.environ, SVTREE_SERVICE="s000")
 pid = osutil.fork_quiet()
 if pid == 0:
     monitor_main(spec, child.fileno(), 1, 2, env)
-child.close()
-parent.recv(65536)
-parent.send(wire.encode({"cmd": wire.UP}))
-service = None
-while service is None:
-    service = wire.decode(parent.recv(65536)).get("pid")
+@UP_AND_WAIT@
 print(pid, flush=True)
 sys.stdin.read()
 os.kill(pid, 9)
@@ -88,12 +84,7 @@ os.kill(service, 9)
 
 
 def uss(pid: int) -> int:
-    total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total
+    return rollup(pid)[0]
 
 
 def one(python: str, code: str, settle: float, show: bool = False) -> "tuple[int, int]":
@@ -121,7 +112,7 @@ def main() -> None:
         f.write("#!/bin/sh\nexec sleep 1000\n")
     os.chmod(os.path.join(svc, "run"), 0o755)
     floor = FLOOR.replace("CHILD", CHILD_IDLE)
-    zygote = ZYGOTE.replace("REPO", repr(REPO)).replace("SVC", repr(svc))
+    zygote = ZYGOTE.replace("@UP_AND_WAIT@", UP_AND_WAIT).replace("REPO", repr(REPO)).replace("SVC", repr(svc))
     cases = {
         "floor": floor.replace("FREEZE", ""),
         "floor+freeze": floor.replace("FREEZE", "gc.freeze()"),

@@ -20,6 +20,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from common import UP_AND_WAIT  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 CODE = r'''
@@ -59,12 +62,7 @@ if pid == 0:
     monitor.Monitor.report = report
     prof.enable()
     monitor.monitor_main(spec, child.fileno(), 1, 2, env)
-child.close()
-parent.recv(65536)
-parent.send(wire.encode({"cmd": wire.UP}))
-service = None
-while service is None:
-    service = wire.decode(parent.recv(65536)).get("pid")
+@UP_AND_WAIT@
 time.sleep(0.3)
 os.kill(pid, 9)
 os.kill(service, 9)
@@ -81,7 +79,7 @@ def main() -> None:
         f.write("#!/bin/sh\nexec sleep 1000\n")
     os.chmod(os.path.join(d, "run"), 0o755)
     out = os.path.join(d, "mon")
-    code = CODE
+    code = CODE.replace("@UP_AND_WAIT@", UP_AND_WAIT)
     for key, value in (("REPO", REPO), ("KIND", args.parent), ("SVC", d), ("OUT", out)):
         code = code.replace(f"@{key}@", repr(value))
     subprocess.run([sys.executable, "-I"] + (["-S"] if args.parent == "zygote" else []) + ["-c", code],

@@ -28,6 +28,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from common import rollup  # noqa: E402
 
 PARENT = r'''
 import os, sys, time, gc
@@ -65,17 +67,6 @@ print(pid, time.monotonic() - t0, flush=True)
 sys.stdin.read()
 os.kill(pid, 9)
 '''
-
-
-def rollup(pid: int) -> "tuple[int, int]":
-    uss = pss = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                uss += int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    return uss, pss
 
 
 def cpu_ms(pid: int) -> float:

@@ -38,6 +38,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 REPO = os.path.dirname(BENCH)
+sys.path.insert(0, HERE)
+from common import rollup  # noqa: E402
 
 PARENT = r'''
 import os, sys, time, gc, socket, json
@@ -100,15 +102,6 @@ def schedstat(pid: int) -> float:
         return 0.0
 
 
-def uss(pid: int) -> int:
-    total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total
-
-
 def one(kind: str, spawn: str, n: int) -> dict:
     sys.path.insert(0, BENCH)
     import systems as S
@@ -147,7 +140,7 @@ def one(kind: str, spawn: str, n: int) -> dict:
             time.sleep(0.2)
         return {"restart": statistics.median(restarts),"boot": (t_up - info["t0"]) * 1000, "per_fork": info["per_fork"] * 1000,
                 "cpu": (cpu - info["cpu_before"]) / n,
-                "monitor_uss": statistics.median(uss(p) for p in monitors)}
+                "monitor_uss": statistics.median(rollup(p)[0] for p in monitors)}
     finally:
         inst.kill()
         subprocess.run(["rm", "-rf", base])
