@@ -61,6 +61,10 @@ class NsProc:
         fields = data[rp + 2:].split()
         return data[lp + 1:rp].decode(errors="replace"), fields[0].decode(), int(fields[1])
 
+    def cmdline(self, pid: int) -> "list[str]":
+        data = _read(f"{self.root}/{pid}/cmdline")
+        return data.decode(errors="replace").split("\0") if data else []
+
     def cwd(self, pid: int) -> "str | None":
         try:
             return os.readlink(f"{self.root}/{pid}/cwd")

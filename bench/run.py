@@ -6,14 +6,22 @@
 Installs the peers from Debian's packages if they are missing (not with --only svtree),
 says which versions it uses, runs every figure for every system in one go (rounds
 interleave the systems, so background noise spreads over all of them), prints one
-markdown table per figure with svtree's ratio to each system, and writes the same to
+markdown table per figure with svtree's ratio to each row, and writes the same to
 bench/results.md (--quick: bench/results-quick.md). Exit 0 when every experiment ran.
 
-Figures: 1 USS per service, 2 total USS, 3 boot, 4 restart after SIGKILL, 5 ctl restart
-and status round trip, 6 shutdown, 7 shutdown of services that ignore SIGTERM, 8 10,000
-orphans, 9 idle context switches, 10 file write until a new service runs (reload).
+svtree's main row is svtree as users run it, with its file watcher (the default); the
+`svtree --no-watch` row beside it shows what the watcher costs.
 
-Service trees live on a tmpfs (/dev/shm, or a tmpfs mounted for the run). Every
+Figures (figures.py: one object each, which measures and renders): 1 memory per service,
+2 total memory with 10 and 100 services, 3 boot of 1, 10 and 100 services, 4 restart
+after SIGKILL, 5 ctl restart and 5b status round trip, 6 shutdown of 100 services, 7
+shutdown of services that ignore SIGTERM, 8 10,000 orphans, 9 idle context switches, 10
+file write until a new service runs (reload); then issue 18's table of targets.
+
+An experiment (below) is one namespace: it starts a system with a tree of services and
+hands the running namespace to the figures it serves. Times come from the kernel's
+process events (procevents.py); service trees live on a tmpfs (/dev/shm, or a tmpfs
+mounted for the run), dated an hour back as in an image (systems.py says why). Every
 experiment has a hard timeout and kills its namespace by pid (SIGKILL to its PID 1);
 unshare carries a parent-death signal, so nothing outlives the benchmark.
 """
@@ -27,8 +35,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +43,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import figures as F  # noqa: E402
 import systems as S  # noqa: E402
 
 PEER_PACKAGES = ("s6", "runit", "supervisor", "tini")
@@ -48,10 +55,10 @@ DPKG_OF = {"s6": "s6", "runit": "runit", "supervisord": "supervisor", "tini": "t
 class Config:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
-        self.n_small = 10  # services for figures 1, 2, 4, 5, 7, 9
-        self.n_boot = 10 if quick else 100  # services for figures 3 and 6
-        self.runs_small = 1 if quick else 3  # N=10 namespaces per system
-        self.runs_boot = 1 if quick else 5  # N=100 boot + shutdown per system
+        self.n_small = 10  # services for figures 1, 2 (first half), 4, 5, 7, 9
+        self.n_boot = 10 if quick else 100  # services for figures 2 (second half), 3 and 6
+        self.runs_small = 1 if quick else 3  # N=10 namespaces per row
+        self.runs_boot = 1 if quick else 5  # boot of 1; boot, memory and shutdown of N=100
         self.runs_ignore = 1 if quick else 3  # figure 7
         self.runs_orphans = 1 if quick else 2  # figure 8
         self.settle = 0.8 if quick else 2.5  # after every service runs, before measuring
@@ -62,7 +69,6 @@ class Config:
         self.socket_reps = 10 if quick else 50
         self.cap_ignore = 3.0 if quick else 20.0  # figure 7's hard cap
         self.cap_shutdown = 10.0 if quick else 30.0  # figure 6's
-        self.settle_shutdown = 0.5 if quick else 1.5  # every service runs -> shutdown
         self.orphans = 2000 if quick else 10000
         self.orphans_clear_cap = 3.0 if quick else 10.0  # figure 8: zombies may stay this long
         self.reload_samples = 3 if quick else 20
@@ -105,32 +111,6 @@ def kill_everything() -> None:
             print(f"bench: could not kill namespace {inst.pid1}: {e!r}", file=sys.stderr)
 
 
-# --- results ---------------------------------------------------------------------------
-
-class Results:
-    def __init__(self) -> None:
-        self.samples: "dict[tuple[str, str], list]" = {}
-        self.notes: "dict[tuple[str, str], str]" = {}
-        self.errors: "list[str]" = []
-
-    def add(self, fig: str, label: str, value) -> None:
-        self.samples.setdefault((fig, label), []).append(value)
-
-    def note(self, fig: str, label: str, text: str) -> None:
-        self.notes[(fig, label)] = text
-
-    def get(self, fig: str, label: str) -> list:
-        return self.samples.get((fig, label), [])
-
-    def median(self, fig: str, label: str):
-        vals = [v for v in self.get(fig, label) if v is not None]
-        return statistics.median(vals) if vals else None
-
-
-def ms(seconds: float) -> float:
-    return seconds * 1000.0
-
-
 # --- the experiments -------------------------------------------------------------------
 
 class Bench:
@@ -139,367 +119,248 @@ class Bench:
         self.names = names
         self.base = base
         self.maker = maker
-        self.res = Results()
+        self.errors: "list[str]" = []
+        self.memory = F.MonitorMemory(cfg)
+        self.total = F.TotalMemory(cfg)
+        self.boot = F.Boot(cfg)
+        self.kill = F.RestartAfterKill(cfg)
+        self.ctl = F.CtlRestart(cfg)
+        self.status = F.Status(cfg)
+        self.shutdown = F.Shutdown(cfg, "6", "shutdown", cfg.n_boot, ignoring=False)
+        self.ignore = F.Shutdown(cfg, "7", "shutdown_ignoring_term", cfg.n_small, ignoring=True)
+        self.orphan = F.Orphans(cfg)
+        self.idle = F.IdleSwitches(cfg)
+        self.reload = F.Reload(cfg)
+        self.figures = [self.memory, self.total, self.boot, self.kill, self.ctl, self.status,
+                        self.shutdown, self.ignore, self.orphan, self.idle, self.reload]
+        for fig in self.figures:
+            fig.systems = tuple(names)
+
+    def rows(self, *wanted: str) -> "list[str]":
+        return S.rows(self.names, *wanted)
 
     def work(self, tag: str) -> str:
-        return tempfile.mkdtemp(prefix=f"{tag}-", dir=self.base)
+        safe = "".join(c if c.isalnum() else "-" for c in tag)  # a row's name has spaces, ( and )
+        return tempfile.mkdtemp(prefix=f"{safe}-", dir=self.base)
 
-    def attempt(self, what: str, seconds: float, fn, *args) -> None:
+    def attempt(self, what: str, seconds: float, fn, *args):
         """Run one experiment under a hard timeout; whatever happens, kill its namespaces
-        and delete its files."""
+        and delete its files. Returns what fn returned (None when it failed)."""
         before = set(os.listdir(self.base))
         print(f"  {what} ...", end="", flush=True)
         t0 = time.monotonic()
         try:
             with hard_timeout(seconds):
-                fn(*args)
+                got = fn(*args)
             print(f" {time.monotonic() - t0:.1f} s", flush=True)
+            return got
         except Exception as e:
-            msg = f"{what}: {e}"
-            self.res.errors.append(msg)
+            self.errors.append(f"{what}: {e}")
             print(f" FAILED: {e}", flush=True)
+            return None
         finally:
             kill_everything()
             for d in set(os.listdir(self.base)) - before:
                 shutil.rmtree(os.path.join(self.base, d), ignore_errors=True)
 
+    def launch(self, row: str, services: "dict[str, str]", events: bool = True, **settings) -> S.Instance:
+        system = S.of_row(row)
+        work = self.work(row)
+        system.prepare(work, services, **settings)
+        return system.start(work, events)
+
     def services(self, n: int, run: str = S.RUN_SLEEP) -> "dict[str, str]":
         return {name: run for name in S.service_names(n)}
 
-    def run_cmd(self, system: S.System, cmd: "list[str]", timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, env=system.env(), timeout=timeout)
+    # figures 1, 2 (10), 3 (10), 4, 5, 9: one namespace with 10 services ---------------------
 
-    # figures 1, 2, 4, 5, 9: one namespace with 10 services --------------------------------
-
-    def small(self, name: str, run_index: int, variant: str = "") -> None:
-        cfg, res = self.cfg, self.res
-        system = S.Svtree("watch") if variant == "watch" else S.make(name)
-        label = system.label if variant else name
-        work = self.work(f"small-{system.name}")
-        system.prepare(work, self.services(cfg.n_small))
-        inst = system.start(work)
-        t_up = inst.wait_services(cfg.n_small, 30)
-        res.add("boot10", label, ms(t_up - inst.t_launch))
+    def small(self, row: str, first_round: bool) -> None:
+        cfg = self.cfg
+        inst = self.launch(row, self.services(cfg.n_small))
+        self.boot.measure(row, inst, cfg.n_small, "boot10", 30)
         time.sleep(cfg.settle)
-
-        # 1, 2: private memory of every supervisor process
-        pids = inst.supervisor_pids()
-        uss = {p: inst.ns.uss_kb(p) for p in pids}
-        res.add("2", label, sum(v for v in uss.values() if v))
-        res.add("2pss", label, sum(inst.ns.pss_kb(p) or 0 for p in pids))
-        res.note("2", label, f"{len(pids)} process(es)")
-        if system.per_service_process and not variant:
-            monitors = [uss[p] for p in pids if p != 1 and uss[p]]
-            if monitors:
-                res.add("1m", label, statistics.median(monitors))
-
-        # 9: context switches over an idle window (the first round only)
-        if run_index == 0:
-            before = {p: inst.ns.ctxt(p) for p in pids}
-            time.sleep(cfg.idle)
-            after = {p: inst.ns.ctxt(p) for p in inst.supervisor_pids()}
-            total = sum(after[p] - before[p] for p in after if before.get(p) is not None
-                        and after[p] is not None)
-            res.add("9", label, total)
-            new = set(after) - set(before)
-            if new:
-                res.note("9", label, f"{len(new)} process(es) appeared during the window")
-        if variant:
+        snap = F.Snapshot(inst)
+        self.memory.measure(row, inst.system, snap, cfg.n_small)
+        self.total.measure(row, snap, "10")
+        if first_round:
+            self.idle.measure(row, inst)
+        if not inst.system.can_restart:
             return
-
-        names = S.service_names(cfg.n_small)
-        # 4: SIGKILL a service that has run > 2 s; time until its new process runs
-        if system.can_restart:
-            for i in range(cfg.kills):
-                d = system.service_dir(names[i])
-                sp = inst.service_pids()
-                victim = next((p for p, c in sp.items() if c == d), None)
-                if victim is None:
-                    raise RuntimeError(f"no process of {names[i]} to kill")
-                host = inst.ns.host_pids()[victim]
-                t0 = time.monotonic()
-                os.kill(host, signal.SIGKILL)
-                t1 = inst.wait_new_service(set(sp), 10, d)
-                res.add("4", label, ms(t1 - t0))
-                time.sleep(0.2)
-
-            # 5: ctl restart until the command returned and the new process runs. svtree's
-            # client also runs with `python -S`: this machine's site-packages hold a .pth
-            # that imports certifi into every interpreter; -S shows svtree without it.
-            variants = [(label, ())] + ([("svtree-S", ("-S",))] if name == "svtree" else [])
-            j = cfg.kills
-            for row, flags in variants:
-                for _ in range(cfg.restarts):
-                    name_j = names[j]
-                    j += 1
-                    d = system.service_dir(name_j)
-                    cmd = system.restart_cmd(name_j, flags) if flags else system.restart_cmd(name_j)
-                    before_pids = set(inst.service_pids())
-                    t0 = time.monotonic()
-                    r = self.run_cmd(system, cmd)
-                    t_ret = time.monotonic()
-                    if r.returncode != 0:
-                        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: "
-                                           f"{r.stderr.decode(errors='replace').strip()[:200]}")
-                    t_new = inst.wait_new_service(before_pids, 10, d)
-                    res.add("5", row, ms(max(t_ret, t_new) - t0))
-                    if t_new > t_ret:
-                        res.add("5late", row, ms(t_new - t_ret))
-                    time.sleep(0.3)
-
-            # 5b: status round trip
-            for row, flags in variants:
+        names = iter(S.service_names(cfg.n_small))
+        for _ in range(cfg.kills):
+            self.kill.measure(row, inst, next(names))
+            time.sleep(0.2)
+        # svtree's client also runs with `python -S`: this machine's site-packages hold a
+        # .pth that imports certifi into every interpreter; -S shows svtree without it.
+        system = inst.system
+        clients = [(row, ())] + ([("svtree -S", ("-S",))] if row == "svtree" else [])
+        for client, flags in clients:
+            for _ in range(cfg.restarts):
+                self.ctl.measure(client, inst, next(names), flags)
+                time.sleep(0.3)
+        first = S.service_names(1)[0]
+        for client, flags in clients:
+            cmd = system.status_cmd(first, flags) if flags else system.status_cmd(first)
+            how = " ".join(["python3", *flags, "-m svtree ctl status"]) if flags else system.status_how
+            for _ in range(cfg.status_reps):
+                self.status.measure(client, system, cmd, how)
+        if row == "svtree":
+            for _ in range(cfg.socket_reps):
+                self.status.measure_socket(system.socket)
+            for floor, flags in (("python", ()), ("python -S", ("-S",))):
                 for _ in range(cfg.status_reps):
-                    cmd = system.status_cmd(names[0], flags) if flags else system.status_cmd(names[0])
-                    t0 = time.monotonic()
-                    r = self.run_cmd(system, cmd)
-                    t1 = time.monotonic()
-                    if r.returncode != 0:
-                        raise RuntimeError(f"status: exit {r.returncode}: {r.stderr.decode(errors='replace')[:200]}")
-                    res.add("5s", row, ms(t1 - t0))
-            if name == "svtree":
-                for _ in range(cfg.socket_reps):
-                    res.add("5s", "svtree-socket", ms(socket_status(system.socket)))
-                # The floor under any Python client here: the interpreter doing nothing.
-                for row, flags in (("python", ()), ("python-S", ("-S",))):
-                    for _ in range(cfg.status_reps):
-                        t0 = time.monotonic()
-                        subprocess.run([sys.executable, *flags, "-c", "pass"], check=True)
-                        res.add("5s", row, ms(time.monotonic() - t0))
+                    self.status.measure_floor(floor, flags)
 
-    def empty(self, name: str) -> None:
+    def restart_only(self, row: str) -> None:
+        """Figure 4 alone (s6 with notification-fd)."""
+        cfg = self.cfg
+        inst = self.launch(row, self.services(cfg.n_small))
+        inst.wait_services(cfg.n_small, 30)
+        time.sleep(max(cfg.settle, 2.2))  # up > 2 s, and ready > 1 s ago
+        for name in S.service_names(cfg.kills):
+            self.kill.measure(row, inst, name)
+            time.sleep(0.2)
+
+    def empty(self, row: str) -> None:
         """Figure 1's baseline: the same system with no service at all."""
-        system = S.make(name)
-        work = self.work(f"empty-{name}")
-        system.prepare(work, {})
-        inst = system.start(work)
+        inst = self.launch(row, {}, events=False)
         time.sleep(self.cfg.settle + (0.2 if self.cfg.quick else 0.5))
         if inst.exited():
-            raise RuntimeError(f"{name} exited with no service ({inst.tail()})")
-        pids = inst.supervisor_pids()
-        self.res.add("0", name, sum(inst.ns.uss_kb(p) or 0 for p in pids))
-        self.res.add("0pss", name, sum(inst.ns.pss_kb(p) or 0 for p in pids))
+            raise RuntimeError(f"{row} exited with no service ({inst.tail()})")
+        self.memory.measure(row, inst.system, F.Snapshot(inst), 0)
 
-    # figures 3 and 6: boot N services, then shut them down ------------------------------
+    def boot_one(self, row: str) -> None:
+        inst = self.launch(row, self.services(1))
+        self.boot.measure(row, inst, 1, "boot1", 30)
 
-    def boot_shutdown(self, name: str, variant: str = "", shutdown: bool = True) -> bool:
-        """Figure 3, then figure 6 unless `shutdown` is false (a system that never ended
-        once is not made to hit the cap again). False when the shutdown was capped."""
-        cfg, res = self.cfg, self.res
-        system = S.Runit(variant) if name == "runit" else S.make(name)
-        row = system.label if name == "runit" else name
-        work = self.work(f"boot-{name}{variant}")
-        system.prepare(work, self.services(cfg.n_boot))
-        inst = system.start(work)
-        t_up = inst.wait_services(cfg.n_boot, 60, poll=0.0005)
-        res.add("3", name, ms(t_up - inst.t_launch))
+    # figures 2 (100), 3 (100) and 6: boot N services, read their memory, shut them down ---
+
+    def boot_shutdown(self, row: str, shutdown: bool = True) -> bool:
+        """False when the shutdown hit the cap (a system that never ended once is not made
+        to hit it again: `shutdown` false then)."""
+        cfg = self.cfg
+        inst = self.launch(row, self.services(cfg.n_boot))
+        same = "runit" if row.startswith("runit") else row  # runit's two shutdowns boot alike
+        self.boot.measure(same, inst, cfg.n_boot, "boot100", 60)
+        time.sleep(cfg.settle)
+        self.total.measure(same, F.Snapshot(inst), "100")
         if not shutdown:
             return True
-        time.sleep(cfg.settle_shutdown)
-        took, left = self.shut_down(system, inst, cfg.cap_shutdown)
-        if took is None:
-            res.add("6", row, None)
-            res.note("6", row, f"never ends (capped at {cfg.cap_shutdown:g} s; left: {left[0]}: {left[1]})")
-            return False
-        res.add("6", row, ms(took))
-        res.add("6left", row, left)
-        return True
+        return self.shutdown.measure(row, inst, cfg.cap_shutdown)
 
-    def shut_down(self, system: S.System, inst: S.Instance, cap: float):
-        """Begin the system's shutdown; seconds until PID 1 exited (None: capped), and how
-        many other processes the namespace still held at the last look before that (the
-        kernel kills those when PID 1 exits)."""
-        names: "dict[int, str]" = {}  # pid -> comm, read once per pid (they are gone later)
-
-        def look(pids):
-            for p in pids:
-                if p not in names:
-                    names[p] = inst.ns.comm(p) or "?"
-            return [p for p in pids if p != 1]
-
-        left = look(inst.ns.pids())
-        t0 = time.monotonic()
-        system.shutdown(inst)
-        while True:
-            pids = inst.ns.pids()
-            # A look counts only if PID 1 had not begun to exit when it ended.
-            if pids and not inst.pid1_exiting():
-                left = look(pids)
-            elapsed = time.monotonic() - t0
-            # Look often at first (fast shutdowns), then every 5 ms (slow ones): the exit
-            # itself is seen at once either way, through PID 1's pidfd.
-            if inst.exited(0.0002 if elapsed < 2 else 0.005):
-                return time.monotonic() - t0, self.describe(left, names)
-            if elapsed > cap:
-                return None, self.describe(left, names)
-
-    @staticmethod
-    def describe(pids: "list[int]", names: "dict[int, str]") -> "tuple[int, str]":
-        """(12, 'runsv×2, sleep×10'): what the last look saw besides PID 1."""
-        counts: "dict[str, int]" = {}
-        for p in pids:
-            counts[names.get(p, "?")] = counts.get(names.get(p, "?"), 0) + 1
-        return len(pids), ", ".join(f"{k}×{v}" for k, v in sorted(counts.items()))
-
-    # figure 7: services that ignore SIGTERM -----------------------------------------------
-
-    def ignore_term(self, name: str, variant: str = "") -> bool:
-        cfg, res = self.cfg, self.res
-        system = S.Runit(variant) if name == "runit" else S.make(name)
-        row = system.label if name == "runit" else name
-        work = self.work(f"ignore-{name}{variant}")
-        system.prepare(work, self.services(cfg.n_small, S.RUN_IGNORE_TERM),
-                       stop_timeout=cfg.stop_timeout, kill_grace=cfg.kill_grace)
-        inst = system.start(work)
+    def ignore_term(self, row: str) -> bool:
+        cfg = self.cfg
+        inst = self.launch(row, self.services(cfg.n_small, S.RUN_IGNORE_TERM),
+                           stop_timeout=cfg.stop_timeout, kill_grace=cfg.kill_grace)
         inst.wait_services(cfg.n_small, 30)
         time.sleep(1.0)
-        took, left = self.shut_down(system, inst, cfg.cap_ignore)
-        if took is None:
-            res.add("7", row, None)
-            res.note("7", row, f"never ends (capped at {cfg.cap_ignore:g} s; left: {left[0]}: {left[1]})")
-            return False
-        res.add("7", row, ms(took))
-        res.add("7left", row, left)
-        return True
+        return self.ignore.measure(row, inst, cfg.cap_ignore)
 
-    # figure 8: 10,000 orphans -------------------------------------------------------------
-
-    def orphans(self, name: str) -> bool:
+    def orphans(self, row: str) -> bool:
         """False when zombies were still there at the cap."""
-        cfg, res = self.cfg, self.res
-        system = S.make(name)
-        work = self.work(f"orphans-{name}")
+        cfg = self.cfg
+        work = self.work(f"orphans-{row}")
         marker = os.path.join(work, "marker")
         run = ("#!/bin/sh\nsleep 0.5\n" + " ".join(self.maker) + f" {cfg.orphans} {marker}\n"
                f"exec sleep {S.SLEEP_ARG}\n")
+        system = S.of_row(row)
         system.prepare(work, {"orphans": run})
-        inst = system.start(work)
-        ns = inst.ns
-        deadline = time.monotonic() + 60 + cfg.orphans / 200
-        maker_pid = None
-        t_end = None
-        max_unreaped = 0
-        clear_cap = cfg.orphans_clear_cap
-        while True:
-            if inst.exited():
-                raise RuntimeError(f"PID 1 exited ({inst.tail()})")
-            if maker_pid is None and os.path.exists(marker + ".start"):
-                with open(marker + ".start") as f:
-                    fields = f.read().split()
-                maker_pid, t_start = int(fields[0]), float(fields[1])
-            if t_end is None and os.path.exists(marker + ".end"):
-                with open(marker + ".end") as f:
-                    t_end = float(f.read())
-            unreaped = 0
-            makers = 0
-            for p in ns.pids():
-                st = ns.stat(p)
-                if st is None:
-                    continue
-                comm, state, ppid = st
-                if comm == "orphanmaker":
-                    makers += 1
-                # The maker's own child is a zombie for a moment until the maker reaps it:
-                # that one is not an orphan. Every other zombie is the reaper's to reap.
-                if state == "Z" and ppid != maker_pid:
-                    unreaped += 1
-            now = time.monotonic()
-            max_unreaped = max(max_unreaped, unreaped)
-            if t_end is not None and makers == 0 and unreaped == 0:
-                res.add("8", name, ms(max(0.0, now - t_end)))
-                res.add("8max", name, max_unreaped)
-                res.add("8rate", name, cfg.orphans / (t_end - t_start))
-                return True
-            if t_end is not None and now - t_end > clear_cap:
-                res.add("8", name, None)
-                res.note("8", name, f"not clear {clear_cap:g} s after the maker ended "
-                                    f"({unreaped} zombies left; capped)")
-                res.add("8max", name, max_unreaped)
-                res.add("8rate", name, cfg.orphans / (t_end - t_start))
-                return False
-            if now > deadline:
-                raise TimeoutError(f"zombies still there after {deadline - inst.t_launch:.0f} s "
-                                   f"({unreaped} unreaped, maker {'done' if t_end else 'running'})")
-            time.sleep(0.0002)
+        # No process events here: 20,000 forks and exits are not worth the bench's CPU.
+        return self.orphan.measure(row, system.start(work, events=False), marker)
 
     # figure 10: file write until a new service runs --------------------------------------
 
     def reload_watch(self) -> None:
         """svtree with the watcher: rename a new service directory into the tree."""
-        cfg, res = self.cfg, self.res
-        system = S.Svtree("watch")
-        work = self.work("reload-watch")
-        system.prepare(work, self.services(cfg.n_small))
-        inst = system.start(work)
+        cfg = self.cfg
+        inst = self.launch("svtree", self.services(cfg.n_small))
         inst.wait_services(cfg.n_small, 30)
         time.sleep(2.0)  # the watcher has set its watches and the core has done its first reload
+        self.reload.text("svtree", "how", "rename a new service directory into the tree")
         for i in range(cfg.reload_samples):
             try:
-                took = self.add_service(system, inst, f"new{i:02d}", 5.0 if i == 0 else 10.0)
+                self.reload.measure("svtree", inst, f"new{i:02d}", 5.0 if i == 0 else 10.0)
             except TimeoutError:
                 if i == 0:
-                    res.note("10", "svtree-watch", "not available (no reload within 5 s of the write)")
-                    res.add("10", "svtree-watch", None)
+                    self.reload.note("svtree", "not available (no reload within 5 s of the write)")
                     return
                 raise
-            res.add("10", "svtree-watch", ms(took))
             time.sleep(0.5)
 
-    def reload_explicit(self, name: str) -> None:
-        """svtree ctl reload, s6-svscanctl -a, or runit's own 5 s poll, after the rename."""
-        cfg, res = self.cfg, self.res
-        system = S.make(name)
-        work = self.work(f"reload-{name}")
-        system.prepare(work, self.services(cfg.n_small))
-        inst = system.start(work)
+    def reload_explicit(self, row: str) -> None:
+        """svtree ctl reload, s6-svscanctl -a, or runsvdir's own scan, after the rename."""
+        cfg = self.cfg
+        inst = self.launch(row, self.services(cfg.n_small))
         inst.wait_services(cfg.n_small, 30)
         time.sleep(1.0)
-        samples = cfg.reload_samples if name == "svtree" else cfg.reload_peer_samples
+        system = inst.system
+        samples = cfg.reload_samples if row.startswith("svtree") else cfg.reload_peer_samples
+        cmd, how = {
+            "svtree --no-watch": (system.reload_cmd() if row.startswith("svtree") else None,
+                                  "rename, then svtree ctl reload"),
+            "s6": (["s6-svscanctl", "-a", system.svc], "rename, then s6-svscanctl -a"),
+            "runit": (None, "rename; runsvdir's own scan (every 5 s, plus a 1 s sleep when the "
+                            "directory changed in the second of the scan)"),
+        }[row]
+        self.reload.text(row, "how", how)
         for i in range(samples):
-            if name == "svtree":
-                cmd = system.reload_cmd()
-            elif name == "s6":
-                cmd = ["s6-svscanctl", "-a", system.svc]
-            else:
-                cmd = None
-            res.add("10", name, ms(self.add_service(system, inst, f"new{i:02d}", 15.0, cmd)))
+            self.reload.measure(row, inst, f"new{i:02d}", 15.0, cmd)
             time.sleep(0.3)
 
-    def add_service(self, system, inst, new: str, timeout: float, cmd=None) -> float:
-        staging = os.path.join(inst.work, "staging", new)
-        S.write(os.path.join(staging, "run"), S.RUN_SLEEP, executable=True)
-        target = os.path.join(system.svc, new)
-        before = set(inst.service_pids())
-        t0 = time.monotonic()
-        os.rename(staging, target)  # one event, the whole service at once
-        t_ret = t0
-        if cmd is not None:
-            r = self.run_cmd(system, cmd)
-            t_ret = time.monotonic()
-            if r.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.decode(errors='replace')[:200]}")
-        t_new = inst.wait_new_service(before, timeout, target)
-        return max(t_new, t_ret) - t0
+
+def run_all(bench: Bench) -> None:
+    cfg, a, rows = bench.cfg, bench.attempt, bench.rows
+    everyone = rows("svtree", "svtree --no-watch", "s6", "runit", "supervisord", "tini")
+    print(f"bench: figures 1, 2, 4, 5, 9 ({cfg.runs_small} round(s) of {cfg.n_small} services)")
+    for r in range(cfg.runs_small):
+        for row in everyone:
+            a(f"round {r + 1}: {row}, {cfg.n_small} services", 60 + cfg.idle, bench.small, row, r == 0)
+            if row != "tini":
+                a(f"round {r + 1}: {row}, no service", 30, bench.empty, row)
+        for row in rows("s6 (notification-fd)"):
+            a(f"round {r + 1}: {row}, restart only", 60, bench.restart_only, row)
+    print(f"bench: figures 2, 3 and 6 ({cfg.runs_boot} round(s) of 1 and {cfg.n_boot} services)")
+    shutdown_rows = rows("svtree", "svtree --no-watch", "s6", "runit (SIGHUP)", "runit (stage-3 way)",
+                         "supervisord", "tini")
+    capped: "set[str]" = set()
+    for r in range(cfg.runs_boot):
+        for row in everyone:
+            a(f"round {r + 1}: {row}, 1 service", 40, bench.boot_one, row)
+        for row in shutdown_rows:
+            ok = a(f"round {r + 1}: {row}{' (boot only: its shutdown hit the cap)' if row in capped else ''}",
+                   cfg.cap_shutdown + 90, bench.boot_shutdown, row, row not in capped)
+            if ok is False:
+                capped.add(row)
+    print(f"bench: figure 7 ({cfg.runs_ignore} round(s); a row that hits the cap is not run again)")
+    capped = set()
+    for r in range(cfg.runs_ignore):
+        for row in shutdown_rows:
+            if row not in capped and a(f"round {r + 1}: {row}", cfg.cap_ignore + 60, bench.ignore_term, row) is False:
+                capped.add(row)
+    print(f"bench: figure 8 ({cfg.runs_orphans} round(s) of {cfg.orphans:,} orphans; "
+          "a row still holding zombies at the cap is not run again)")
+    capped = set()
+    for r in range(cfg.runs_orphans):
+        for row in rows("svtree", "s6", "runit", "supervisord", "tini"):
+            if row not in capped and a(f"round {r + 1}: {row}", 90 + cfg.orphans / 100, bench.orphans, row) is False:
+                capped.add(row)
+    print("bench: figure 10 (reload)")
+    if "svtree" in bench.names:
+        a("svtree, watcher", 60 + cfg.reload_samples * 12, bench.reload_watch)
+    for row in rows("svtree --no-watch", "runit", "s6"):
+        n = cfg.reload_samples if row.startswith("svtree") else cfg.reload_peer_samples
+        a(f"{row}, explicit", 60 + n * 16, bench.reload_explicit, row)
 
 
-def socket_status(path: str) -> float:
-    """One `status` request on svtree's control socket, without starting an interpreter:
-    what the core itself costs per request."""
-    t0 = time.monotonic()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(path)
-        s.sendall(json.dumps({"v": 1, "verb": "status", "names": []}).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            data = s.recv(65536)
-            if not data:
-                break
-            buf += data
-    if not json.loads(buf).get("ok"):
-        raise RuntimeError("status over the socket failed")
-    return time.monotonic() - t0
+def render(bench: Bench) -> "tuple[str, dict]":
+    out: "list[str]" = []
+    data: dict = {}
+    lines, data["summary"] = F.Summary({f.key: f for f in bench.figures}).render()
+    out += lines
+    for fig in bench.figures:
+        lines, data[fig.key] = fig.render()
+        out += lines
+    return "\n".join(out) + "\n", data
 
 
 # --- set-up: peers, tmpfs, the orphan maker ---------------------------------------------
@@ -620,313 +481,12 @@ def orphan_maker(base: str) -> "tuple[list[str], str]":
     return [sys.executable, os.path.join(HERE, "orphan_maker.py")], "orphan_maker.py (no C compiler)"
 
 
-# --- tables ---------------------------------------------------------------------------
-
-def fmt(v, digits: int = 1) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, str):
-        return v
-    if abs(v) >= 100 or float(v).is_integer():
-        return f"{v:,.0f}"
-    return f"{v:,.{digits}f}"
-
-
-def ratio(a, b) -> str:
-    if a is None or b is None or isinstance(a, str) or isinstance(b, str):
-        return "–"
-    if b == 0:
-        return "–" if a else "1.00"
-    if b < 0 or a < 0:  # a difference lost in the noise (figure 1's deltas): no ratio
-        return "–"
-    return f"{a / b:.2f}"
-
-
-def _numeric(text: str) -> bool:
-    t = text.replace(",", "").replace(".", "").replace("–", "").replace(" kB", "").replace(" ms", "").strip()
-    return t == "" or t.isdigit()
-
-
-def table(header: "list[str]", rows: "list[list[str]]") -> "list[str]":
-    """Markdown; a column is right-aligned when every cell in it is a number."""
-    align = ["---:" if i and all(_numeric(r[i]) for r in rows) else "---" for i in range(len(header))]
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
-def describe_left(lefts: "list[tuple[int, str]]") -> str:
-    """Processes seen at the last look before PID 1 began to exit, over the runs."""
-    if not lefts:
-        return "–"
-    counts = [n for n, _ in lefts]
-    if max(counts) == 0:
-        return "0"
-    most = max(lefts)
-    spread = f" (runs: {min(counts)}–{max(counts)})" if len(counts) > 1 else ""
-    return f"{statistics.median(counts):g}{spread}; most: {most[1]}"
-
-
-def label_of(name: str) -> str:
-    return {"svtree": "svtree", "s6": "s6 (s6-svscan + s6-supervise)", "runit": "runit (runsvdir + runsv)",
-            "supervisord": "supervisord -n", "tini": "tini + sh script"}.get(name, name)
-
-
-def render(bench: Bench, names: "list[str]", meta: dict) -> "tuple[str, dict]":
-    cfg, res = bench.cfg, bench.res
-    out: "list[str]" = []
-    data: dict = {}
-    med = res.median
-
-    def n_of(fig, label):
-        return len([v for v in res.get(fig, label) if v is not None])
-
-    def cell(fig, label, unit_digits=1):
-        vals = res.get(fig, label)
-        if not vals:
-            return res.notes.get((fig, label), "not run")
-        if all(v is None for v in vals):
-            return res.notes.get((fig, label), "–")
-        return fmt(med(fig, label), unit_digits)
-
-    def figure(key: str, title: str, header: "list[str]", rows: "list[list[str]]", values: dict) -> None:
-        out.extend(["", f"### {title}", ""])
-        out.extend(table(header, rows))
-        data[key] = {"title": title, "values": values}
-
-    peers = [n for n in names if n != "svtree"]
-
-    # 1. USS per service
-    rows, values = [], {}
-    sv_delta = None
-    deltas, pdeltas = {}, {}
-    for n in names:
-        if n == "tini":
-            continue
-        m0, m10 = med("0", n), med("2", n)
-        deltas[n] = (m10 - m0) / cfg.n_small if m0 is not None and m10 is not None else None
-        p0, p10 = med("0pss", n), med("2pss", n)
-        pdeltas[n] = (p10 - p0) / cfg.n_small if p0 is not None and p10 is not None else None
-    sv_delta, sv_mon, sv_pss = deltas.get("svtree"), med("1m", "svtree"), pdeltas.get("svtree")
-    for n in names:
-        if n == "tini":
-            rows.append([label_of(n), "n/a (no supervisor per service)", "n/a", "n/a", "–", "–", "–"])
-            continue
-        mon = med("1m", n)
-        rows.append([label_of(n), fmt(deltas[n]), fmt(mon) if mon is not None else "n/a (one process)",
-                     fmt(pdeltas[n]), ratio(sv_delta, deltas[n]),
-                     ratio(sv_mon, mon) if mon is not None else "–", ratio(sv_pss, pdeltas[n])])
-        values[n] = {"per_service_kb": deltas[n], "per_monitor_kb": mon, "pss_per_service_kb": pdeltas[n]}
-    figure("1", f"1. Memory per supervised service, supervisor processes only (kB; median of {cfg.runs_small})",
-           ["system", f"USS: (with {cfg.n_small} − with 0) / {cfg.n_small}", "USS of one monitor process",
-            f"PSS: (with {cfg.n_small} − with 0) / {cfg.n_small}",
-            "svtree ÷ system (USS per service)", "svtree ÷ system (per monitor)", "svtree ÷ system (PSS)"],
-           rows, values)
-
-    # 2. total USS with 10 services
-    rows, values = [], {}
-    sv = med("2", "svtree")
-    for label in names + (["svtree (watcher on)"] if "svtree" in names else []):
-        v = med("2", label)
-        if not res.get("2", label):
-            continue
-        rows.append([label_of(label), fmt(v), fmt(med("2pss", label)), res.notes.get(("2", label), ""),
-                     ratio(sv, v)])
-        values[label] = v
-    figure("2", f"2. Total USS of the supervisor's own processes with {cfg.n_small} services (kB; median)",
-           ["system", "USS (kB)", "PSS (kB)", "processes", "svtree ÷ system (USS)"], rows, values)
-
-    # 3. boot
-    rows, values = [], {}
-    sv = med("3", "svtree")
-    for n in names:
-        rows.append([label_of(n), cell("3", n, 1), str(n_of("3", n)), ratio(sv, med("3", n))])
-        values[n] = med("3", n)
-    figure("3", f"3. Boot: launch until all {cfg.n_boot} services run (ms; median)",
-           ["system", "ms", "runs", "svtree ÷ system"], rows, values)
-
-    # 4. restart after SIGKILL
-    rows, values = [], {}
-    sv = med("4", "svtree")
-    for n in names:
-        if n == "tini":
-            rows.append([label_of(n), "n/a (does not restart)", "–", "–"])
-            continue
-        rows.append([label_of(n), cell("4", n, 2), str(n_of("4", n)), ratio(sv, med("4", n))])
-        values[n] = med("4", n)
-    figure("4", "4. Restart after SIGKILL of a service up > 2 s: kill until its new process runs (ms; median)",
-           ["system", "ms", "samples", "svtree ÷ system"], rows, values)
-
-    # 5. ctl restart; 5b status round trip
-    rows, values = [], {}
-    sv = med("5", "svtree")
-    for n in names:
-        system = S.make(n)
-        if not system.can_restart:
-            rows.append([label_of(n), "n/a", "no restart command", "–", "–"])
-            continue
-        late = med("5late", n)
-        rows.append([label_of(n), cell("5", n, 1), system.restart_how, str(n_of("5", n)),
-                     ratio(sv, med("5", n))])
-        values[n] = med("5", n)
-        if late is not None:
-            res.note("5", n, f"new process ran {late:.1f} ms after the command returned")
-    if res.get("5", "svtree-S"):
-        rows.insert(1, ["svtree, client run as `python -S`", cell("5", "svtree-S", 1),
-                        "python3 -S -m svtree ctl restart NAME --wait (no site-packages .pth)",
-                        str(n_of("5", "svtree-S")), ratio(sv, med("5", "svtree-S"))])
-        values["svtree-S"] = med("5", "svtree-S")
-    figure("5", "5. ctl restart until the command returned and the new process runs (ms; median)",
-           ["system", "ms", "command", "samples", "svtree ÷ system"], rows, values)
-    rows, values = [], {}
-    sv = med("5s", "svtree")
-    extra = {
-        "svtree-S": ("svtree, client run as `python -S`", "python3 -S -m svtree ctl status"),
-        "svtree-socket": ("svtree, the socket round trip alone (no interpreter start)",
-                          "connect, one status request, reply, from the bench's own process"),
-        "python": ("the interpreter alone (floor of any Python client here)", "python3 -c pass"),
-        "python-S": ("the interpreter alone, without site", "python3 -S -c pass"),
-    }
-    for n in names[:1] + (list(extra) if "svtree" in names else []) + names[1:]:
-        if n in extra:
-            rows.append([extra[n][0], cell("5s", n, 2 if n == "svtree-socket" else 1), extra[n][1], str(n_of("5s", n)),
-                         ratio(sv, med("5s", n)) if n == "svtree-S" else "–"])
-            values[n] = med("5s", n)
-            continue
-        system = S.make(n)
-        if not system.can_restart:
-            continue
-        rows.append([label_of(n), cell("5s", n, 1), system.status_how, str(n_of("5s", n)), ratio(sv, med("5s", n))])
-        values[n] = med("5s", n)
-    figure("5s", "5b. Status round trip: the status command alone (ms; median)",
-           ["system", "ms", "command", "samples", "svtree ÷ system"], rows, values)
-
-    # 6. shutdown of N services that exit on SIGTERM
-    def shutdown_rows(fig: str, left_fig: str):
-        rows, values = [], {}
-        order = []
-        for n in names:
-            if n == "runit":
-                order += [("runit (SIGHUP)", S.Runit("hup")), ("runit (stage-3 way)", S.Runit("stage3"))]
-            else:
-                order.append((n, S.make(n)))
-        sv = med(fig, "svtree")
-        for row, system in order:
-            left = describe_left(res.get(left_fig, row))
-            rows.append([label_of(row), cell(fig, row, 1), system.shutdown_how, left,
-                         ratio(sv, med(fig, row))])
-            values[row] = med(fig, row)
-        return rows, values
-
-    rows, values = shutdown_rows("6", "6left")
-    figure("6", f"6. Shutdown of {cfg.n_boot} services that exit on SIGTERM: signal until PID 1 exited (ms; median)",
-           ["system", "ms", "how", "processes left at the last look before PID 1 began to exit "
-            "(median; the kernel kills them)", "svtree ÷ system"], rows, values)
-
-    # 7. services that ignore SIGTERM
-    rows, values = shutdown_rows("7", "7left")
-    figure("7", f"7. Shutdown of {cfg.n_small} services that ignore SIGTERM, capped at {cfg.cap_ignore:g} s "
-                f"(ms; median). Set: svtree stop_timeout = {cfg.stop_timeout:g}, kill_grace = {cfg.kill_grace:g}; "
-                f"s6 timeout-kill = {int(cfg.stop_timeout * 1000)}; runit sv -w {cfg.stop_timeout:g} force-stop; "
-                f"supervisord stopwaitsecs = {cfg.stop_timeout:g}; tini: nothing to set",
-           ["system", "ms", "how", "processes left at the last look before PID 1 began to exit "
-            "(median; the kernel kills them)", "svtree ÷ system"], rows, values)
-
-    # 8. orphans
-    rows, values = [], {}
-    sv = med("8", "svtree")
-    for n in names:
-        most = max(res.get("8max", n), default=None)
-        rows.append([label_of(n), cell("8", n, 2), fmt(most, 0), fmt(med("8rate", n)),
-                     str(n_of("8", n)), ratio(sv, med("8", n))])
-        values[n] = {"clear_ms": med("8", n), "max_unreaped": most}
-    figure("8", f"8. {cfg.orphans:,} orphans: maker's end until no zombie is left (ms; median), "
-                f"most unreaped zombies seen at once over all runs "
-                f"(sampled every ~0.2-1 ms)",
-           ["system", "ms", "max unreaped", "orphans made / s", "runs", "svtree ÷ system"], rows, values)
-
-    # 9. idle context switches
-    rows, values = [], {}
-    sv = med("9", "svtree")
-    for label in names + (["svtree (watcher on)"] if "svtree" in names else []):
-        if not res.get("9", label):
-            continue
-        v = med("9", label)
-        rows.append([label_of(label) + (" --no-watch" if label == "svtree" else ""), fmt(v),
-                     res.notes.get(("9", label), ""), ratio(sv, v)])
-        values[label] = v
-    figure("9", f"9. Context switches of the supervisor's processes over {cfg.idle:g} s idle with "
-                f"{cfg.n_small} services (voluntary + involuntary, every thread)",
-           ["system", "switches", "note", "svtree ÷ system"], rows, values)
-
-    # 10. reload
-    rows, values = [], {}
-    sv = med("10", "svtree-watch")
-    reload_rows = []
-    if "svtree" in names:
-        reload_rows += [("svtree-watch", "svtree, watcher (default)", "rename a new service directory into the tree"),
-                        ("svtree", "svtree --no-watch + ctl reload", "rename, then svtree ctl reload")]
-    if "runit" in names:
-        reload_rows.append(("runit", "runit (runsvdir)", "rename; runsvdir's own periodic scan"))
-    if "s6" in names:
-        reload_rows.append(("s6", "s6 (s6-svscan)", "rename, then s6-svscanctl -a"))
-    for key, lab, how in reload_rows:
-        rows.append([lab, cell("10", key, 1), how, str(n_of("10", key)), ratio(sv, med("10", key))])
-        values[key] = med("10", key)
-    figure("10", "10. File write until the new service runs (reload; ms; median)",
-           ["system", "ms", "how", "samples", "svtree (watcher) ÷ system"], rows, values)
-
-    # targets
-    trows = []
-
-    def target(fig, what, value, goal, ok):
-        trows.append([fig, what, value, goal, "met" if ok is True else ("missed" if ok is False else "–")])
-
-    v = sv_delta
-    target("1", "USS per service (delta)", fmt(v) + " kB" if v is not None else "–", "≤ 900 kB",
-           None if v is None else v <= 900)
-    v = sv_mon
-    target("1", "USS of one monitor", fmt(v) + " kB" if v is not None else "–", "≤ 900 kB",
-           None if v is None else v <= 900)
-    sv2, sd2 = med("2", "svtree"), med("2", "supervisord")
-    target("2", "total USS, 10 services", fmt(sv2) + " kB" if sv2 is not None else "–",
-           f"< supervisord ({fmt(sd2)} kB)" if sd2 is not None else "< supervisord",
-           None if sv2 is None or sd2 is None else sv2 < sd2)
-    sv2p, sd2p = med("2pss", "svtree"), med("2pss", "supervisord")
-    if sv2p is not None and sd2p is not None:
-        trows.append(["2", "total PSS, 10 services (for information)", fmt(sv2p) + " kB",
-                      f"< supervisord ({fmt(sd2p)} kB)", "below" if sv2p < sd2p else "above"])
-    for fig, key, what in (("3", "3", "boot"), ("4", "4", "restart after SIGKILL")):
-        a, b = med(key, "svtree"), med(key, "runit")
-        target(fig, what, fmt(a) + " ms" if a is not None else "–",
-               f"≤ runit ({fmt(b)} ms)" if b is not None else "≤ runit",
-               None if a is None or b is None else a <= b)
-    a = med("5", "svtree")
-    target("5", "ctl restart --wait", fmt(a) + " ms" if a is not None else "–", "≤ 30 ms",
-           None if a is None else a <= 30)
-    a = med("6", "svtree")
-    for variant in ("runit (SIGHUP)", "runit (stage-3 way)"):
-        b = med("6", variant)
-        target("6", f"shutdown vs {variant}", fmt(a) + " ms" if a is not None else "–",
-               f"≤ {variant} ({fmt(b)} ms)" if b is not None else f"≤ {variant}",
-               None if a is None or b is None else a <= b)
-    a, z = med("8", "svtree"), max(res.get("8max", "svtree"), default=None)
-    target("8", "orphans: clear after maker ends", fmt(a) + " ms" if a is not None else "–", "≤ 1 ms",
-           None if a is None else a <= 1)
-    target("8", "orphans: most unreaped at once", fmt(z) if z is not None else "–", "≤ 50",
-           None if z is None else z <= 50)
-    out.extend(["", "### Targets (svtree)", ""])
-    out.extend(table(["figure", "what", "svtree", "target", "verdict"], trows))
-    data["targets"] = trows
-    return "\n".join(out) + "\n", data
-
-
 # --- main ---------------------------------------------------------------------------
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help=f"CI smoke test: N=10 everywhere, one repetition, short timeouts")
+                   help="CI smoke test: N=10 everywhere, one repetition, short timeouts")
     p.add_argument("--only", default=",".join(S.ALL),
                    help=f"comma-separated systems to run, of: {', '.join(S.ALL)} (default: all)")
     p.add_argument("--rev", help="benchmark svtree/ as of this git revision (default: the working tree)")
@@ -945,6 +505,11 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         print("bench: needs root and unshare (util-linux) for PID namespaces", file=sys.stderr)
+        return 2
+    try:
+        S.ProcEvents().close()
+    except RuntimeError as e:
+        print(f"bench: {e}", file=sys.stderr)
         return 2
     cfg = Config(args.quick)
     started = time.monotonic()
@@ -967,18 +532,18 @@ def main(argv=None) -> int:
         maker, maker_how = orphan_maker(base)
         bench = Bench(cfg, names, base, maker)
         try:
-            run_all(bench, names)
+            run_all(bench)
         except KeyboardInterrupt:
             print("\nbench: interrupted; killing every namespace", file=sys.stderr)
             kill_everything()
             return 130
-    bench.res.errors.extend(f"{n}: not available" for n in missing)
+    bench.errors.extend(f"{n}: not available" for n in missing)
     wall = time.monotonic() - started
-    body, data = render(bench, names, {})
+    body, data = render(bench)
     head = header(args, cfg, vers, maker_how, wall, f"{load_before} before, {loadavg()} after")
     text = head + body
-    if bench.res.errors:
-        text += "\n### Experiments that did not complete\n\n" + "".join(f"- {e}\n" for e in bench.res.errors)
+    if bench.errors:
+        text += "\n### Experiments that did not complete\n\n" + "".join(f"- {e}\n" for e in bench.errors)
     print()
     print(text)
     out = args.out or os.path.join(HERE, "results-quick.md" if args.quick else "results.md")
@@ -988,66 +553,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"quick": args.quick, "systems": names, "versions": vers, "figures": data,
-                       "errors": bench.res.errors, "wall_seconds": wall}, f, indent=1, default=str)
-    return 0 if not bench.res.errors else 1
-
-
-def run_all(bench: Bench, names: "list[str]") -> None:
-    cfg = bench.cfg
-    a = bench.attempt
-    small_cap = 60 + cfg.idle
-    print(f"bench: figures 1, 2, 4, 5, 9 ({cfg.runs_small} round(s) of {cfg.n_small} services)")
-    for r in range(cfg.runs_small):
-        for n in names:
-            a(f"round {r + 1}: {n}, {cfg.n_small} services", small_cap, bench.small, n, r)
-            if n != "tini":
-                a(f"round {r + 1}: {n}, no service", 30, bench.empty, n)
-        if r == 0 and "svtree" in names:
-            a("round 1: svtree with the watcher, 10 services", small_cap, bench.small, "svtree", 0, "watch")
-    print(f"bench: figures 3 and 6 ({cfg.runs_boot} round(s) of {cfg.n_boot} services)")
-    capped: "set[str]" = set()
-    for r in range(cfg.runs_boot):
-        for n in names:
-            for variant in (("hup", "stage3") if n == "runit" else ("",)):
-                key = n + variant
-                box = []
-                a(f"round {r + 1}: {n}{' ' + variant if variant else ''}"
-                  f"{' (boot only: its shutdown hit the cap)' if key in capped else ''}",
-                  cfg.cap_shutdown + 90,
-                  lambda: box.append(bench.boot_shutdown(n, variant, key not in capped)))
-                if box and box[0] is False:
-                    capped.add(key)
-    print(f"bench: figure 7 ({cfg.runs_ignore} round(s); a system that hits the cap is not run again)")
-    capped = set()
-    for r in range(cfg.runs_ignore):
-        for n in names:
-            for variant in (("hup", "stage3") if n == "runit" else ("",)):
-                key = n + variant
-                if key in capped:
-                    continue
-                box = []
-                a(f"round {r + 1}: {n}{' ' + variant if variant else ''}", cfg.cap_ignore + 60,
-                  lambda: box.append(bench.ignore_term(n, variant)))
-                if box and box[0] is False:
-                    capped.add(key)
-    print(f"bench: figure 8 ({cfg.runs_orphans} round(s) of {cfg.orphans:,} orphans; "
-          "a system still holding zombies at the cap is not run again)")
-    capped = set()
-    for r in range(cfg.runs_orphans):
-        for n in names:
-            if n in capped:
-                continue
-            box = []
-            a(f"round {r + 1}: {n}", 90 + cfg.orphans / 100, lambda: box.append(bench.orphans(n)))
-            if box and box[0] is False:
-                capped.add(n)
-    print("bench: figure 10 (reload)")
-    if "svtree" in names:
-        a("svtree, watcher", 60 + cfg.reload_samples * 12, bench.reload_watch)
-        a("svtree, ctl reload", 60 + cfg.reload_samples * 16, bench.reload_explicit, "svtree")
-    for n in ("runit", "s6"):
-        if n in names:
-            a(n, 60 + cfg.reload_peer_samples * 16, bench.reload_explicit, n)
+                       "errors": bench.errors, "wall_seconds": wall}, f, indent=1, default=str)
+    return 0 if not bench.errors else 1
 
 
 def header(args, cfg: Config, vers: dict, maker_how: str, wall: float, load: str) -> str:
@@ -1071,8 +578,12 @@ def header(args, cfg: Config, vers: dict, maker_how: str, wall: float, load: str
         f"- load average (1, 5, 15 min): {load} (the machine is shared: other work may run meanwhile)",
         f"- svtree runs from a byte-compiled snapshot of {('git revision ' + args.rev) if args.rev else 'the working tree'}"
         " copied to the tmpfs at the start",
-        f"- services: `#!/bin/sh` + `exec sleep`; orphans made by {maker_how}",
-        "- medians over the rounds; 'svtree ÷ system' below 1 means svtree is smaller/faster",
+        f"- services: `#!/bin/sh` + `exec sleep`; orphans made by {maker_how}; every tree dated an hour "
+        "back (as in an image: runsvdir sleeps 1 s before scanning a directory changed this second)",
+        "- times: the kernel's process events (exec of a service's `sleep`, exit of PID 1), "
+        "CLOCK_MONOTONIC, against the bench's own clock when it acted",
+        "- `svtree` is svtree as users run it, with its file watcher (the default); `svtree --no-watch` beside it",
+        "- medians over the rounds; 'svtree ÷ row' below 1 means svtree is smaller/faster",
         "- versions: " + "; ".join(f"{k} {v}" for k, v in vers.items()),
     ]
     return "\n".join(lines) + "\n"
