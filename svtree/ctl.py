@@ -12,7 +12,7 @@ import _socket  # not `socket`: its enums and selectors cost ctl 15 ms of start-
 import sys
 import time
 
-from svtree import paths, wire
+from svtree import exitcodes, paths, wire
 
 USAGE = """\
 usage: svtree ctl [--socket PATH] [--json] VERB ...
@@ -27,10 +27,7 @@ usage: svtree ctl [--socket PATH] [--json] VERB ...
   shutdown [--wait]                    begin the ordered shutdown
 """
 
-VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
-NEEDS_NAMES = ("start", "stop", "restart", "signal", "wait")
 CONNECT_TIMEOUT = 5.0  # seconds to get into svtree's listen queue and send the request
-MAX_TIMEOUT = 1e8  # seconds (three years): more is "forever", which is no --timeout
 
 
 class Usage(Exception):
@@ -58,7 +55,7 @@ def parse(argv: "list[str]") -> dict:
             opts["json"] = True
         elif arg == "--wait":
             opts["wait"] = True
-        elif arg in ("--up", "--ready", "--down"):
+        elif arg.startswith("--") and arg[2:] in wire.WAIT_MODES:
             if opts["mode"] and opts["mode"] != arg[2:]:
                 raise Usage("give one of --up, --ready, --down")
             opts["mode"] = arg[2:]
@@ -69,7 +66,7 @@ def parse(argv: "list[str]") -> dict:
     if not pos:
         raise Usage("a verb is needed")
     verb, rest = pos[0], pos[1:]
-    if verb not in VERBS:
+    if verb not in wire.VERBS:
         raise Usage(f'unknown verb "{verb}"')
     if opts["timeout"] is not None:
         try:
@@ -82,16 +79,16 @@ def parse(argv: "list[str]") -> dict:
             raise Usage(f'--timeout takes a number of seconds, not "{opts["timeout"]}"')
         if opts["timeout"] < 0:
             raise Usage("--timeout must not be negative")
-        if opts["timeout"] > MAX_TIMEOUT:
-            raise Usage(f"--timeout must be at most {MAX_TIMEOUT:g} s (leave it out to wait forever)")
+        if opts["timeout"] > wire.MAX_TIMEOUT:
+            raise Usage(f"--timeout must be at most {wire.MAX_TIMEOUT:g} s (leave it out to wait forever)")
     req = {"v": wire.PROTOCOL, "verb": verb}
     if verb == "signal":
         if not rest:
             raise Usage("signal needs SIG and at least one NAME")
         req["signal"], rest = rest[0], rest[1:]
-    if verb in NEEDS_NAMES and not rest:
+    if verb in wire.NEEDS_NAMES and not rest:
         raise Usage(f"{verb} needs at least one NAME")
-    if verb in ("reload", "check", "shutdown") and rest:
+    if verb in wire.NO_NAMES and rest:
         raise Usage(f"{verb} takes no NAME")
     if verb == "wait":
         if not opts["mode"]:
@@ -228,9 +225,9 @@ def main(argv: "list[str]") -> int:
         if str(e):
             err(f"svtree ctl: {e}\n")
             err(USAGE)
-            return 2
+            return exitcodes.USAGE
         sys.stdout.write(USAGE)
-        return 0
+        return exitcodes.OK
     req = opts["request"]
     path = paths.socket_path(opts["socket"])
     wait_timeout = None
@@ -242,13 +239,13 @@ def main(argv: "list[str]") -> int:
         reply = request(path, req, wait_timeout)
     except (FileNotFoundError, ConnectionRefusedError) as e:
         err(f"svtree ctl: svtree is not running (cannot connect to {path}: {e.strerror})\n")
-        return 1
+        return exitcodes.FAILURE
     except PermissionError as e:
         err(f"svtree ctl: cannot connect to {path}: {e.strerror} (run as root or svtree's user)\n")
-        return 1
+        return exitcodes.FAILURE
     except (OSError, ValueError) as e:
         err(f"svtree ctl: no answer from svtree at {path}: {getattr(e, 'strerror', None) or e}\n")
-        return 1
+        return exitcodes.FAILURE
     verb = req["verb"]
     if opts["json"]:
         if verb == "status" and reply.get("ok"):
@@ -265,9 +262,9 @@ def main(argv: "list[str]") -> int:
                 for line in reply["errors"]:
                     err(line + "\n")
             err(f"svtree ctl: {verb}: {reply.get('error')}\n")
-        return 2 if reply.get("usage") else 1
+        return exitcodes.USAGE if reply.get("usage") else exitcodes.FAILURE
     if opts["json"]:
-        return 0
+        return exitcodes.OK
     if verb == "status":
         sys.stdout.write(format_status(reply["services"], colour=use_colour(sys.stdout)))
     elif verb == "reload":
@@ -277,7 +274,7 @@ def main(argv: "list[str]") -> int:
         for kind, names in changes:
             if names:
                 sys.stdout.write(f"{kind}: {' '.join(names)}\n")
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

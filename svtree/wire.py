@@ -17,6 +17,15 @@ MAX_DATAGRAM = 16 * 1024
 # core -> monitor commands
 UP, DOWN, RESTART, SIGNAL, EXIT = "up", "down", "restart", "signal", "exit"
 
+# ctl -> core: the verbs, and what ctl and the core both check of a request
+VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
+NEEDS_NAMES = ("start", "stop", "restart", "signal", "wait")  # at least one NAME
+NO_NAMES = ("reload", "check", "shutdown")  # no NAME at all
+WAIT_MODES = ("up", "ready", "down")  # `ctl wait --up|--ready|--down`
+# The longest --timeout, in seconds (three years): more is "forever", which is no
+# --timeout; the core's selector cannot take much more (and inf kills it).
+MAX_TIMEOUT = 1e8
+
 
 def _dump(value) -> str:
     if value is None:
