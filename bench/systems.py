@@ -29,7 +29,6 @@ kill everything else in it. Its timed waits read the kernel's process events
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import shlex
@@ -40,6 +39,7 @@ import time
 
 from procevents import ProcEvents
 from procfs import NsProc, children
+from svtree.osutil import set_parent_death_signal  # procfs put the repository on sys.path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where svtree is imported from: the repository, or (run.py) a compiled snapshot of it.
@@ -59,8 +59,7 @@ LIVE: "set[Instance]" = set()  # every namespace still running: killed at exit
 def _pdeathsig() -> None:
     """In unshare, before exec: die with the benchmark (unshare --kill-child then takes
     the namespace's PID 1 along)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    set_parent_death_signal(signal.SIGKILL)
 
 
 def write(path: str, text: str, executable: bool = False) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from svtree import exitcodes
+
 USAGE = """\
 usage: svtree [run] [--dir DIR | --plan FILE | --s6-overlay ROOT] [--socket PATH] [--no-watch]
                     [--log-format console|json] [--output prefix|raw] [-- CMD [ARG...]]
@@ -53,7 +55,7 @@ or both services.d and cont-init.d.
 
 def _usage_error(command: str, message: str) -> int:
     sys.stderr.write(f"{command}: {message}\n{USAGE}")
-    return 2
+    return exitcodes.USAGE
 
 
 def _parser(prog: str):
@@ -165,7 +167,7 @@ def _choose_s6_overlay(args, command: str) -> "int | None":
         sys.stderr.write(f"{command}: --s6-overlay {root}: no directory {os.path.join(root, SERVICES_DIR)}"
                          f" nor {os.path.join(root, S6RC_DIR)} (ROOT is the directory that holds etc/, "
                          "/ in an image)\n")
-        return 2
+        return exitcodes.USAGE
     args.s6_root = os.path.abspath(root)
     return None
 
@@ -187,10 +189,10 @@ def main(argv: "list[str] | None" = None) -> int:
         from svtree import __version__
 
         print(f"svtree {__version__}")
-        return 0
+        return exitcodes.OK
     if argv and argv[0] in ("--help", "-h", "help"):
         sys.stdout.write(HELP)
-        return 0
+        return exitcodes.OK
     if argv and argv[0] == "compile":
         try:
             args = _parse_compile(argv[1:])

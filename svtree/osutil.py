@@ -17,6 +17,8 @@ import signal
 import socket
 import stat
 
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 ALL_SIGNALS = frozenset(int(s) for s in _signal.valid_signals())
 _CATCHABLE = sorted(ALL_SIGNALS - {signal.SIGKILL, signal.SIGSTOP})
@@ -29,13 +31,23 @@ ORIGINAL_SIGMASK = frozenset(int(s) for s in _signal.pthread_sigmask(_signal.SIG
 _libc = None
 
 
-def _prctl(option: int, arg: int) -> None:
+def _load_libc():
+    """The C library (for prctl and raw system calls), loaded once."""
     global _libc
     if _libc is None:
         import ctypes
 
         _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+    return _libc
+
+
+def prctl(option: int, arg: "int | bytes") -> None:
+    """prctl(2) with one argument, through the C library; OSError when it fails (or
+    when there is no C library to call)."""
+    call = getattr(_load_libc(), "prctl", None)
+    if call is None:
+        raise OSError(errno.ENOSYS, "the C library has no prctl")
+    if call(option, arg, 0, 0, 0) != 0:
         import ctypes
 
         e = ctypes.get_errno()
@@ -44,7 +56,17 @@ def _prctl(option: int, arg: int) -> None:
 
 def set_child_subreaper() -> None:
     """Orphans of our descendants are re-parented to us instead of to PID 1."""
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_parent_death_signal(sig: int) -> None:
+    """The kernel sends us `sig` when our parent dies (the core, for its helpers)."""
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_process_name(name: bytes) -> None:
+    """The name ps and /proc/PID/comm show (at most 15 bytes are kept)."""
+    prctl(PR_SET_NAME, name[:15])
 
 
 # oom_score_adj: the kernel's OOM killer picks the process with the highest score, and
@@ -110,11 +132,7 @@ def _set_child_oom_score_adj(value: "int | None") -> None:
 
 def prepare_fork() -> None:
     """Load what children use (libc for prctl) in the parent, so forks share it."""
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
+    _load_libc()
 
 
 def fork_quiet() -> int:
@@ -318,10 +336,6 @@ def is_zombie(pid: int) -> bool:
     return data[data.rfind(b")") + 2:][:1] == b"Z"
 
 
-PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
-
-
 def become_helper(name: bytes, keep: "list[int]") -> None:
     """Set up a short-lived helper child (a compile, an orphan scan) just forked from the
     core with `fork_quiet`: default signal dispositions and no wakeup fd (a SIGTERM ends
@@ -336,9 +350,9 @@ def become_helper(name: bytes, keep: "list[int]") -> None:
         os.dup2(null, fd)
     close_fds_except([0, 1, 2, *keep])
     try:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        _libc.prctl(PR_SET_NAME, name[:15], 0, 0, 0)
-    except (OSError, AttributeError):
+        set_parent_death_signal(signal.SIGKILL)
+        set_process_name(name)
+    except OSError:
         pass
 
 

@@ -24,9 +24,9 @@ import os
 import signal
 import sys
 
+from svtree import exitcodes, osutil
 from svtree.definition import S6RC, SCRIPTS, TREE, in_root
 
-PR_SET_PDEATHSIG = 1
 STEP_MS = 50  # watchfiles' wake-up period while watching: the latency floor
 DEBOUNCE_MS = 100  # the longest batch watchfiles makes: shorter than the core's QUIET, so a
 #                   burst keeps the core's quiet timer from expiring while it lasts
@@ -75,13 +75,10 @@ def main(argv: "list[str]") -> int:
     if roots is None:
         sys.stderr.write("usage: svtree _watcher --tree DIR [--scripts DIR] [--s6-rc DIR]... "
                          "(svtree's file watcher, started by svtree run)\n")
-        return 2
+        return exitcodes.USAGE
     directories = [d for _, d in roots]
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the core died: so do we
+        osutil.set_parent_death_signal(signal.SIGTERM)  # the core died: so do we
     except OSError:
         pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -102,13 +99,13 @@ def main(argv: "list[str]") -> int:
         for _ in watch(*directories, watch_filter=lambda change, path: relevant(path, roots),
                        debounce=DEBOUNCE_MS, step=STEP_MS, rust_timeout=0, raise_interrupt=False):
             os.write(1, b"changed\n")
-        return 0
+        return exitcodes.OK
     os.write(1, b"ready\n")
     with notify:
         while True:
             raw = notify.watch(DEBOUNCE_MS, STEP_MS, 0, None)
             if raw in ("signal", "stop"):
-                return 0
+                return exitcodes.OK
             if raw != "timeout" and any(relevant(path, roots) for _, path in raw):
                 os.write(1, b"changed\n")
 
