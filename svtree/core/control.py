@@ -32,9 +32,7 @@ REQUEST_DEADLINE = 5.0  # seconds a client has to send one whole request
 REPLY_DEADLINE = 5.0  # seconds a client has to read its whole reply
 MAX_REPLY = 16 << 20  # bytes; a larger reply is replaced by an error
 MAX_CLIENTS = 256
-MAX_TIMEOUT = 1e8  # seconds; the selector cannot take much more (and inf kills it)
 EXIT_GRACE = 2.0  # seconds PID 1 waits at exit for `shutdown --wait` clients to finish
-VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
 
 
 class BadRequest(Exception):
@@ -53,8 +51,8 @@ def request_timeout(req: dict) -> "float | None":
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value < 0:
         raise BadRequest(f"timeout must be a number of seconds, not {value!r}", usage=True)
-    if value > MAX_TIMEOUT:
-        raise BadRequest(f"timeout must be at most {MAX_TIMEOUT:g} s (leave it out to wait forever)",
+    if value > wire.MAX_TIMEOUT:
+        raise BadRequest(f"timeout must be at most {wire.MAX_TIMEOUT:g} s (leave it out to wait forever)",
                          usage=True)
     return float(value)
 
@@ -365,7 +363,7 @@ class Server:
         """Check the fields every verb shares, then run the verb. Wrong types raise
         BadRequest (answered as an error by the client's `serve`)."""
         verb = req.get("verb")
-        if not isinstance(verb, str) or verb not in VERBS:
+        if not isinstance(verb, str) or verb not in wire.VERBS:
             raise BadRequest(f"unknown verb {verb!r}", usage=True)
         names = req.get("names")
         if names is None:
@@ -373,7 +371,7 @@ class Server:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise BadRequest("names must be a list of strings", usage=True)
         unknown = [n for n in names if n not in self.core.services]
-        if unknown and verb not in ("reload", "check", "shutdown"):
+        if unknown and verb not in wire.NO_NAMES:
             client.reply({"ok": False, "error": f'no service named "{unknown[0]}"'})
             return
         getattr(self, f"verb_{verb}")(client, req, names)
