@@ -49,9 +49,12 @@ class Ev(str, enum.Enum):
     STRAYS_GONE = "strays_gone"  # run is gone and nothing it left behind is left
 
 
-RUNNING = (State.UP, State.READY)
-# What `ctl wait --up` accepts: a process is running (a done oneshot counts as up too).
-UP_STATES = (State.UP, State.READY, State.DONE)
+# What a state counts as, in one place for all who ask (the core's start order and boot,
+# `ctl wait`, `ctl check`, `start --wait` and `stop --wait`, the READY column of status).
+# Tuples of str enums, so a plain string state is found in them too.
+SATISFIED = (State.READY, State.DONE)  # ready, or a oneshot done: dependents may start
+UP_STATES = (State.UP, State.READY, State.DONE)  # `ctl wait --up`: running (or done)
+DOWN_STATES = (State.DOWN, State.FAILED)  # not running, and not about to by itself
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,6 @@ class Spec:
     ready_timeout: float
 
 
-Result = "tuple[Status, list[Effect]]"
 Handler = Callable[[Spec, Status, Event, float], "tuple[Status, list[Effect]]"]
 
 
