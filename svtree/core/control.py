@@ -27,6 +27,7 @@ import time
 
 from svtree import paths, wire
 from svtree.signames import parse_signal, signal_name
+from svtree.states import DOWN_STATES, SATISFIED, UP_STATES
 
 REQUEST_DEADLINE = 5.0  # seconds a client has to send one whole request
 REPLY_DEADLINE = 5.0  # seconds a client has to read its whole reply
@@ -74,17 +75,13 @@ def status_row(svc, now: float) -> dict:
         "uptime": round(now - started, 3) if pid and started is not None else None,
         "restarts": r.get("restarts", 0),
         "last_exit": last_exit,
-        "ready": svc.state in ("ready", "done"),
+        "ready": svc.state in SATISFIED,
         "want": svc.want.value,
         "type": svc.spec.type,
     }
 
 
-WAIT_STATES = {
-    "up": ("up", "ready", "done"),
-    "ready": ("ready", "done"),
-    "down": ("down", "failed"),
-}
+WAIT_STATES = {"up": UP_STATES, "ready": SATISFIED, "down": DOWN_STATES}
 
 
 def check_problem(core) -> "str | None":
@@ -94,7 +91,7 @@ def check_problem(core) -> "str | None":
         st = svc.state
         if st == "failed":
             return f"{name} is failed"
-        if svc.want.value == "up" and st not in ("ready", "done"):
+        if svc.want.value == "up" and st not in SATISFIED:
             return f"{name} is {st}, wanted up"
     return None
 
@@ -410,7 +407,7 @@ class Server:
 
     def verb_start(self, client, req, names) -> None:
         def until(svc, before, news):
-            if svc.state in ("ready", "done"):
+            if svc.state in SATISFIED:
                 return True
             if news and (svc.state == "failed" or (svc.report.get("gave_up") and svc.state == "down")):
                 return f"{svc.name} failed"
@@ -419,7 +416,7 @@ class Server:
 
     def verb_stop(self, client, req, names) -> None:
         self._change(client, req, names, self.core.want_down,
-                     lambda svc, before, news: svc.state in ("down", "failed"))
+                     lambda svc, before, news: svc.state in DOWN_STATES)
 
     def verb_restart(self, client, req, names) -> None:
         def until(svc, before, news):
@@ -430,7 +427,7 @@ class Server:
             pid = svc.report.get("pid")
             moved = svc.report.get("restarts", 0) > before.get("restarts", 0) \
                 or (pid and pid != before.get("pid"))
-            return bool(moved) and svc.state in ("ready", "done")
+            return bool(moved) and svc.state in SATISFIED
         self._change(client, req, names, self.core.restart, until)
 
     def verb_signal(self, client, req, names) -> None:

@@ -23,9 +23,8 @@ from svtree.core.output import Output, PrefixedPipe
 from svtree.monitor import monitor_main
 from svtree.plan import Plan, ServiceSpec
 from svtree.signames import signal_name
-from svtree.states import State, Want
+from svtree.states import DOWN_STATES, SATISFIED, State, Want
 
-SATISFIED = (State.READY.value, State.DONE.value)  # a dependency that lets dependents start
 NOT_FORWARDED = {
     signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
     signal.SIGKILL, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
@@ -75,7 +74,7 @@ class Service:
 
     @property
     def state(self) -> str:
-        if self.want is Want.UP and not self.sent_up and self.report["state"] in ("down", "failed"):
+        if self.want is Want.UP and not self.sent_up and self.report["state"] in DOWN_STATES:
             return State.STARTING.value  # waiting for dependencies (or a monitor)
         return self.report["state"]
 
