@@ -200,7 +200,7 @@ def run_command(args) -> int:
     for extra in extras:
         if extra is not None:
             extra.close()
-    code = exitcodes.FAILURE if core.failed else (core.main_code or 0 if args.cmd else 0)
+    code = exitcodes.FAILURE if core.failed else ((core.main_code or exitcodes.OK) if args.cmd else exitcodes.OK)
     dropped = sum(s.dropped for s in streams.streams.values())
     log.info("shutdown_done", exit_code=code,
              duration=round(time.monotonic() - core.shutdown_started, 3),

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Callable
 
-from svtree import osutil, wire
+from svtree import exitcodes, osutil, wire
 from svtree.core.output import Output, PrefixedPipe
 from svtree.monitor import monitor_main
 from svtree.plan import Plan, ServiceSpec
@@ -378,7 +378,7 @@ class Core:
             self.log.debug("signal_forwarded", signal=signal_name(signum), pid=self.main_pid)
 
     def on_main_exit(self, code: "int | None", sig: int) -> None:
-        self.main_code = code if code is not None else 128 + sig
+        self.main_code = code if code is not None else exitcodes.SIGNAL_BASE + sig
         self.log.info("main_exited", pid=self.main_pid, exit_code=self.main_code)
         self.main_pid = None
         self.begin_shutdown("main command exited")
