@@ -464,11 +464,7 @@ class Server:
         client.reply({"ok": problem is None, "error": problem} if problem else {"ok": True})
 
     def verb_reload(self, client, req, names) -> None:
-        reload = getattr(self.core, "reload", None)
-        if reload is None:
-            client.reply({"ok": False, "error": "reload is not available in this build"})
-            return
-        reload("ctl", client.reply)
+        self.core.reload("ctl", client.reply)
         if not client.done:
             # Queued behind a reload still being applied: it waits like `wait` does (a
             # hang-up forgets it), and can be evicted when every slot is taken.

@@ -180,13 +180,9 @@ def run_command(args) -> int:
             handlers[s] = core.forward_signal
     loop.handle_signals(handlers)
 
-    extras = []
-    try:
-        from svtree.core import control
-    except ImportError:
-        control = None
-    if control is not None:
-        extras.append(control.start(core, args.socket))
+    from svtree.core import control
+
+    extras = [control.start(core, args.socket)]
     log.info("svtree_started", pid=os.getpid(), pid1=is_pid1, services=len(plan.services),
              tree=plan.source)
     core.boot()
