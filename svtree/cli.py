@@ -148,27 +148,30 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _choose_s6_overlay(args, command: str) -> "int | None":
-    """--s6-overlay ROOT, or the automatic choice of ROOT=/ (see HELP): set args.s6_root
-    to ROOT (absolute), else to None. Returns an exit code when ROOT is unusable."""
-    from svtree.compiler.s6overlay import S6RC_DIR, SERVICES_DIR, automatic_root, has_tree
-
-    args.s6_root = None
-    root = args.s6_overlay
-    if root is None and not args.plan:
-        root = automatic_root(args.dir)
-        if root is not None:
-            sys.stderr.write(f"{command}: no tree given and {os.path.join(root, 'etc')} has s6-overlay's "
-                             f"directories: running the s6-overlay layout of {root} "
-                             f"(give --dir {os.path.join(root, SERVICES_DIR)} for a plain tree)\n")
-    if root is None:
+def _choose_source(args, command: str) -> "int | None":
+    """What to run, as args.source (compiler/layout.py's choice, see HELP; None with
+    --plan), saying so when it is s6-overlay's layout chosen by itself. Returns an exit
+    code when ROOT has nothing to run."""
+    args.source = args.s6_root = None
+    if args.plan:
         return None
-    if not has_tree(root):
-        sys.stderr.write(f"{command}: --s6-overlay {root}: no directory {os.path.join(root, SERVICES_DIR)}"
-                         f" nor {os.path.join(root, S6RC_DIR)} (ROOT is the directory that holds etc/, "
+    from svtree.compiler.layout import S6_OVERLAY, choose
+    from svtree.compiler.s6overlay import S6RC_DIR, SERVICES_DIR, has_tree
+
+    source = choose(args.dir, args.s6_overlay)
+    root = source.path
+    if source.automatic:
+        sys.stderr.write(f"{command}: no tree given and {os.path.join(root, 'etc')} has s6-overlay's "
+                         f"directories: running the s6-overlay layout of {root} "
+                         f"(give --dir {source.tree_dir} for a plain tree)\n")
+    if source.layout == S6_OVERLAY and not has_tree(root):
+        given = args.s6_overlay or root
+        sys.stderr.write(f"{command}: --s6-overlay {given}: no directory {os.path.join(given, SERVICES_DIR)}"
+                         f" nor {os.path.join(given, S6RC_DIR)} (ROOT is the directory that holds etc/, "
                          "/ in an image)\n")
         return exitcodes.USAGE
-    args.s6_root = os.path.abspath(root)
+    args.source = source
+    args.s6_root = root if source.layout == S6_OVERLAY else None  # until core/main.py reads args.source
     return None
 
 
@@ -218,7 +221,7 @@ def main(argv: "list[str] | None" = None) -> int:
         args = _parse_run(argv)
     except (ValueError, SystemExit) as e:
         return _usage_error("svtree run", str(e) or "bad arguments")
-    code = _choose_s6_overlay(args, "svtree run")
+    code = _choose_source(args, "svtree run")
     if code is not None:
         return code
     from svtree.core.main import run_command

@@ -232,20 +232,6 @@ def compile_tree(directory: str, files: "DefinitionFiles | None" = None) -> Plan
     return assemble(compiler, read, settings, global_bytes)
 
 
-def recompile(plan: Plan, files: "DefinitionFiles | None" = None) -> Plan:
-    """Compile again what `plan` was compiled from, in the same layout: a reload, and the
-    staleness check of a plan file, compare the result with `plan`. The layout is the
-    plan's own (plan files record it), never guessed from its paths.
-    """
-    if plan.layout == "s6-overlay":
-        from svtree.compiler.s6overlay import compile_s6_overlay  # it imports this module
-
-        return compile_s6_overlay(plan.root, files=files)
-    if plan.layout != "tree":
-        raise ValueError(f"unknown plan layout {plan.layout!r}")
-    return compile_tree(plan.source, files)
-
-
 def check_runnable(plan: Plan) -> Plan:
     """`plan`, unless `svtree run` cannot run it yet: loggers (a log/ subdirectory, s6-rc's
     producer-for) are compiled, but the pipe between a service and its logger is not

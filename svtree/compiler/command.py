@@ -7,8 +7,8 @@ import os
 import sys
 from dataclasses import fields
 
-from svtree.compiler.build import compile_tree, find_tree_dir
 from svtree.compiler.discover import NoTreeError
+from svtree.compiler.layout import S6_OVERLAY, Source, choose, compile_source
 from svtree.compiler.settings import GLOBAL_SETTINGS, SERVICE_SETTINGS, toml_literal
 from svtree.compiler.shutdown import describe_budget, worst_case_shutdown
 from svtree.errors import CompileError, display_path
@@ -106,26 +106,8 @@ def compile_command(directory: "str | None", output: "str | None", as_json: bool
     `s6_overlay` is ROOT, for s6-overlay's layouts (DIR must then be None). The plan's
     warnings (S6_* variables and s6-rc files svtree ignores) go to stderr.
     """
-    from svtree.compiler.s6overlay import SERVICES_DIR, automatic_root, compile_s6_overlay
-
-    root = s6_overlay if s6_overlay is not None else automatic_root(directory)
-    if root is not None:
-        root = os.path.abspath(root)
-        tree = os.path.join(root, SERVICES_DIR)
-    else:
-        tree = find_tree_dir(directory)
-    try:
-        plan = compile_s6_overlay(root) if root is not None else compile_tree(tree)
-    except NoTreeError as e:
-        hint = ("ROOT needs etc/services.d or etc/s6-overlay/s6-rc.d" if root is not None
-                else "give DIR, set $SVTREE_DIR, or create ./services.d")
-        sys.stderr.write(f"{COMMAND}: no tree at {display_path(tree)}: {e.reason} ({hint})\n")
-        return FAILURE
-    except CompileError as e:
-        for problem in e.problems:
-            sys.stderr.write(problem.render() + "\n")
-        where = f"the s6-overlay tree of {root}" if root is not None else display_path(tree)
-        sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {where}\n")
+    plan = _compiled(choose(directory, s6_overlay))
+    if plan is None:
         return FAILURE
     for warning in plan.warnings:
         sys.stderr.write(f"{COMMAND}: warning: {warning}\n")
@@ -146,13 +128,35 @@ def compile_command(directory: "str | None", output: "str | None", as_json: bool
             "runtime, finish scripts included (raise terminationGracePeriodSeconds or "
             "`docker stop --time`, or lower stop_timeout, finish_timeout, kill_grace or "
             "main_stop_timeout)\n")
-    if output:
-        try:
-            _write(output, dump(plan))
-        except OSError as e:
-            sys.stderr.write(f"{COMMAND}: cannot write {output}: {e.strerror or e}\n")
-            return FAILURE
-        said = sys.stderr if as_json else sys.stdout
-        said.write(f"{COMMAND}: wrote the plan to {output} (use it with `svtree run --plan {output}`)\n")
+    if output and not _write_plan(plan, output, said=sys.stderr if as_json else sys.stdout):
+        return FAILURE
     sys.stdout.flush()
     return OK
+
+
+def _compiled(source: Source) -> "Plan | None":
+    """The plan of `source`, or None once why there is none is printed."""
+    s6 = source.layout == S6_OVERLAY
+    try:
+        return compile_source(source)
+    except NoTreeError as e:
+        hint = ("ROOT needs etc/services.d or etc/s6-overlay/s6-rc.d" if s6
+                else "give DIR, set $SVTREE_DIR, or create ./services.d")
+        sys.stderr.write(f"{COMMAND}: no tree at {display_path(source.tree_dir)}: {e.reason} ({hint})\n")
+    except CompileError as e:
+        for problem in e.problems:
+            sys.stderr.write(problem.render() + "\n")
+        where = f"the s6-overlay tree of {source.path}" if s6 else display_path(source.tree_dir)
+        sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {where}\n")
+    return None
+
+
+def _write_plan(plan: Plan, output: str, said) -> bool:
+    """-o FILE: write the plan file, and say so on `said`; False once a failure is printed."""
+    try:
+        _write(output, dump(plan))
+    except OSError as e:
+        sys.stderr.write(f"{COMMAND}: cannot write {output}: {e.strerror or e}\n")
+        return False
+    said.write(f"{COMMAND}: wrote the plan to {output} (use it with `svtree run --plan {output}`)\n")
+    return True

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from svtree.compiler.build import recompile
 from svtree.compiler.discover import NoTreeError
 from svtree.compiler.files import DefinitionFiles
+from svtree.compiler.layout import recompile
 from svtree.errors import CompileError, PlanFileError
 from svtree.plan import Plan, load
 

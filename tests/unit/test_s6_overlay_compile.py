@@ -12,6 +12,7 @@ import pytest
 from compiler_trees import RUN, make_service, scratch, write_file  # noqa: F401
 from svtree import cli
 from svtree.compiler import compile_tree, load_plan_file, recompile
+from svtree.compiler.layout import S6_OVERLAY, Source
 from svtree.compiler.s6overlay import automatic_root, compile_s6_overlay
 from svtree.errors import CompileError, PlanFileError
 from svtree.plan import diff
@@ -230,13 +231,14 @@ def test_run_without_a_tree_chooses_the_layout_and_says_so(scratch, monkeypatch,
     root = v2(os.path.join(scratch, "root"))
     monkeypatch.setattr("svtree.compiler.s6overlay.automatic_root", lambda explicit: root)
     args = argparse.Namespace(dir=None, plan=None, s6_overlay=None)
-    assert cli._choose_s6_overlay(args, "svtree run") is None
-    assert args.s6_root == root and args.dir is None
+    assert cli._choose_source(args, "svtree run") is None
+    assert args.source == Source(S6_OVERLAY, root, automatic=True) and args.dir is None
     services_d = os.path.join(root, "etc", "services.d")
     assert f"running the s6-overlay layout of {root} (give --dir {services_d} for a plain tree)" \
         in capsys.readouterr().err
     plain = argparse.Namespace(dir=None, plan="plan.json", s6_overlay=None)
-    assert cli._choose_s6_overlay(plain, "svtree run") is None
-    assert plain.s6_root is None and plain.dir is None
+    assert cli._choose_source(plain, "svtree run") is None
+    assert plain.source is None and plain.dir is None
     given = argparse.Namespace(dir=None, plan=None, s6_overlay=os.path.relpath(root))
-    assert cli._choose_s6_overlay(given, "svtree run") is None and given.s6_root == root
+    assert cli._choose_source(given, "svtree run") is None and given.source == Source(S6_OVERLAY, root)
+    assert capsys.readouterr().err == ""  # chosen by --s6-overlay: nothing to say
