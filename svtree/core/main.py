@@ -30,16 +30,11 @@ def _first_job(args):
     """What the first compile does, in the child: the plan of --plan, --s6-overlay or DIR."""
 
     def job(files):
-        from svtree.compiler import check_runnable, compile_tree, find_tree_dir, load_plan_file
+        from svtree.compiler import check_runnable, compile_source, load_plan_file
 
         if args.plan:
             return check_runnable(load_plan_file(args.plan, files))
-        root = getattr(args, "s6_root", None)  # cli.py checked ROOT has a tree
-        if root:
-            from svtree.compiler.s6overlay import compile_s6_overlay
-
-            return check_runnable(compile_s6_overlay(root, files=files))
-        return check_runnable(compile_tree(find_tree_dir(args.dir), files))
+        return check_runnable(compile_source(args.source, files))  # cli.py chose it
 
     return job
 
