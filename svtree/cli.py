@@ -152,7 +152,7 @@ def _choose_source(args, command: str) -> "int | None":
     """What to run, as args.source (compiler/layout.py's choice, see HELP; None with
     --plan), saying so when it is s6-overlay's layout chosen by itself. Returns an exit
     code when ROOT has nothing to run."""
-    args.source = args.s6_root = None
+    args.source = None
     if args.plan:
         return None
     from svtree.compiler.layout import S6_OVERLAY, choose
@@ -171,7 +171,6 @@ def _choose_source(args, command: str) -> "int | None":
                          "/ in an image)\n")
         return exitcodes.USAGE
     args.source = source
-    args.s6_root = root if source.layout == S6_OVERLAY else None  # until core/main.py reads args.source
     return None
 
 
