@@ -3,31 +3,12 @@ counting what the ctl path really loads."""
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
 
 import pytest
-
-PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "svtree")
-
-
-def imports_of(relpath: str) -> "set[str]":
-    with open(os.path.join(PKG, relpath)) as f:
-        tree = ast.parse(f.read())
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-            out.update(f"{node.module}.{a.name}" for a in node.names)
-    return out
-
-
-def starts(names, prefixes):
-    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
+from source_scan import PACKAGE, circles, import_graph, imports_of, python_files, starts
 
 
 @pytest.mark.parametrize("module,forbidden", [
@@ -46,11 +27,23 @@ def test_imports_go_one_way(module, forbidden):
 
 
 def test_the_core_never_imports_watchfiles():
-    for root, _, files in os.walk(os.path.join(PKG, "core")):
-        for f in files:
-            if f.endswith(".py"):
-                rel = os.path.relpath(os.path.join(root, f), PKG)
-                assert starts(imports_of(rel), ["watchfiles", "svtree.watcher"]) == [], rel
+    for path in python_files(os.path.join(PACKAGE, "core")):
+        rel = os.path.relpath(path, PACKAGE)
+        assert starts(imports_of(rel), ["watchfiles", "svtree.watcher"]) == [], rel
+
+
+def test_the_import_graph_of_the_package_has_no_circle():
+    """Every import counts, also one inside a function (a lazy import that closes a
+    circle still means two modules that cannot be understood one without the other)."""
+    graph = import_graph()
+    assert len(graph) > 40 and "svtree.compiler.build" in graph["svtree.compiler"]
+    assert circles(graph) == []
+
+
+def test_the_circle_finder_finds_circles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}, "f": {"d"}}
+    assert circles(graph) == [["a", "b", "c"], ["e"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
 
 
 def test_ctl_path_loads_no_structlog_watchfiles_or_toml():
@@ -63,6 +56,6 @@ def test_ctl_path_loads_no_structlog_watchfiles_or_toml():
             "print(rc, sorted(bad))")
     # -S: site-packages hooks of the machine would import things of their own.
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=os.path.dirname(PKG)), timeout=30)
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(PACKAGE)), timeout=30)
     assert r.stdout.strip() == "1 []", (r.stdout, r.stderr)
     assert "svtree is not running" in r.stderr and "/nonexistent/sock" in r.stderr

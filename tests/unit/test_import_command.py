@@ -12,8 +12,8 @@ import pytest
 from import_helpers import write
 from svtree.cli import main
 from svtree.importers.writer import service_toml, toml_string
-from test_imports import FORBIDDEN_IN_COMPILER, FORBIDDEN_OS_CALLS, PACKAGE, imported_modules, \
-    is_forbidden, package_of, python_files
+from source_scan import PACKAGE, python_files
+from test_imports import process_machinery_imported
 
 try:
     import tomllib
@@ -177,14 +177,7 @@ IMPORTERS = os.path.join(PACKAGE, "importers")
 
 
 def test_importers_import_nothing_about_processes():
-    bad = {}
-    for path in python_files(IMPORTERS):
-        with open(path, encoding="utf-8") as f:
-            modules = imported_modules(f.read(), package_of(path))
-        hits = sorted(m for m in modules if is_forbidden(m, FORBIDDEN_IN_COMPILER))
-        hits += sorted(m for m in modules if m.startswith("os.") and m[3:] in FORBIDDEN_OS_CALLS)
-        if hits:
-            bad[os.path.relpath(path, PACKAGE)] = hits
+    bad = process_machinery_imported(IMPORTERS)
     assert len(python_files(IMPORTERS)) >= 6
     assert not bad, f"the importers must not import process machinery: {bad}"
 

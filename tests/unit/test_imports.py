@@ -10,9 +10,8 @@ import os
 import subprocess
 import sys
 
-import svtree
+from source_scan import PACKAGE, imported_modules, package_of, parse, python_files, starts
 
-PACKAGE = os.path.dirname(svtree.__file__)
 COMPILER = os.path.join(PACKAGE, "compiler")
 
 # Modules that start, signal or wait for processes, and svtree's runtime roles.
@@ -30,44 +29,16 @@ FORBIDDEN_OS_CALLS = {
 }
 
 
-def python_files(directory: str) -> "list[str]":
-    found = []
-    for root, _dirs, files in os.walk(directory):
-        found += [os.path.join(root, f) for f in files if f.endswith(".py")]
-    return sorted(found)
-
-
-def package_of(path: str) -> str:
-    return os.path.relpath(os.path.dirname(path), os.path.dirname(PACKAGE)).replace(os.sep, ".")
-
-
-def imported_modules(source: str, package: str) -> "set[str]":
-    """Absolute names of every module some source imports (relative imports resolved)."""
-    names = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                module = f"{base}.{node.module}" if node.module else base
-            else:
-                module = node.module or ""
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
-    return names
-
-
-def compiler_imports() -> "dict[str, set[str]]":
-    found = {}
-    for path in python_files(COMPILER):
-        with open(path, encoding="utf-8") as f:
-            found[os.path.relpath(path, PACKAGE)] = imported_modules(f.read(), package_of(path))
-    return found
-
-
-def is_forbidden(module: str, forbidden: "tuple[str, ...]") -> bool:
-    return any(module == f or module.startswith(f + ".") for f in forbidden)
+def process_machinery_imported(directory: str) -> "dict[str, list[str]]":
+    """file -> the process machinery it imports (FORBIDDEN_IN_COMPILER, os's process calls)."""
+    bad = {}
+    for path in python_files(directory):
+        modules = imported_modules(parse(path), package_of(path))
+        hits = starts(modules, FORBIDDEN_IN_COMPILER)
+        hits += sorted(m for m in modules if m.startswith("os.") and m[3:] in FORBIDDEN_OS_CALLS)
+        if hits:
+            bad[os.path.relpath(path, PACKAGE)] = hits
+    return bad
 
 
 def test_the_compiler_package_is_there():
@@ -81,26 +52,18 @@ def test_the_import_scan_sees_every_form():
     found = imported_modules(source, "svtree.compiler")
     assert {"subprocess", "os.fork", "svtree.core", "svtree.core.loop", "svtree.compiler.graph",
             "svtree.monitor"} <= found
-    assert is_forbidden("svtree.core.loop", FORBIDDEN_IN_COMPILER)
-    assert not is_forbidden("svtree.corelike", FORBIDDEN_IN_COMPILER)
+    assert starts(["svtree.core.loop", "svtree.corelike"], FORBIDDEN_IN_COMPILER) == ["svtree.core.loop"]
 
 
 def test_compiler_imports_nothing_about_processes():
-    bad = {}
-    for name, modules in compiler_imports().items():
-        hits = sorted(m for m in modules if is_forbidden(m, FORBIDDEN_IN_COMPILER))
-        os_calls = sorted(m for m in modules if m.startswith("os.") and m[3:] in FORBIDDEN_OS_CALLS)
-        if hits or os_calls:
-            bad[name] = hits + os_calls
+    bad = process_machinery_imported(COMPILER)
     assert not bad, f"the compiler must not import process machinery: {bad}"
 
 
 def test_compiler_calls_no_process_functions_of_os():
     bad = []
     for path in python_files(COMPILER):
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), path)
-        for node in ast.walk(tree):
+        for node in ast.walk(parse(path)):
             if (isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_OS_CALLS
                     and isinstance(node.value, ast.Name) and node.value.id == "os"):
                 bad.append(f"{os.path.relpath(path, PACKAGE)}:{node.lineno}: os.{node.attr}")
