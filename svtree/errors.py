@@ -36,6 +36,24 @@ class Problem:
         return ": ".join(parts) + ": " + text
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 error`, `2 errors`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def render_problems(problems, prefix: str = "") -> str:
+    """Problems one line each, each after `prefix`. A problem is a Problem, or a line
+    rendered already (by the compile's child process)."""
+    return "".join(f"{prefix}{p if isinstance(p, str) else p.render()}\n" for p in problems)
+
+
+def invalid_tree(command: str, problems, where: str, consequence: str = "") -> str:
+    """What every command prints for an invalid tree: its problems one line each, then
+    one line naming the command, how many there are and where (and, after that, what it
+    means: "; nothing was started")."""
+    return render_problems(problems) + f"{command}: {plural(len(problems), 'error')} in {where}{consequence}\n"
+
+
 class CompileError(Exception):
     """The tree is invalid. Carries every problem found, not only the first."""
 

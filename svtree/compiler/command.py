@@ -11,17 +11,13 @@ from svtree.compiler.discover import NoTreeError
 from svtree.compiler.layout import S6_OVERLAY, Source, choose, compile_source
 from svtree.compiler.settings import GLOBAL_SETTINGS, SERVICE_SETTINGS, toml_literal
 from svtree.compiler.shutdown import describe_budget, worst_case_shutdown
-from svtree.errors import CompileError, display_path
+from svtree.errors import CompileError, display_path, invalid_tree, plural
 from svtree.exitcodes import FAILURE, OK
 from svtree.plan import Plan, ServiceSpec, dump, to_dict
 
 COMMAND = "svtree compile"
 # Shown on their own (as flags or columns), not as "key = value".
 _SHOWN_APART = ("type", "depends_on", "critical")
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def describe_service(spec: ServiceSpec) -> str:
@@ -144,10 +140,8 @@ def _compiled(source: Source) -> "Plan | None":
                 else "give DIR, set $SVTREE_DIR, or create ./services.d")
         sys.stderr.write(f"{COMMAND}: no tree at {display_path(source.tree_dir)}: {e.reason} ({hint})\n")
     except CompileError as e:
-        for problem in e.problems:
-            sys.stderr.write(problem.render() + "\n")
         where = f"the s6-overlay tree of {source.path}" if s6 else display_path(source.tree_dir)
-        sys.stderr.write(f"{COMMAND}: {plural(len(e.problems), 'error')} in {where}\n")
+        sys.stderr.write(invalid_tree(COMMAND, e.problems, where))
     return None
 
 

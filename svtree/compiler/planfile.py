@@ -5,7 +5,7 @@ from __future__ import annotations
 from svtree.compiler.discover import NoTreeError
 from svtree.compiler.files import DefinitionFiles
 from svtree.compiler.layout import recompile
-from svtree.errors import CompileError, PlanFileError
+from svtree.errors import CompileError, PlanFileError, plural
 from svtree.plan import Plan, load
 
 
@@ -32,7 +32,7 @@ def load_plan_file(path: str, files: "DefinitionFiles | None" = None) -> Plan:
                             f"{e.reason}): {again} with the right {'ROOT' if s6 else 'DIR'}") from None
     except CompileError as e:
         raise PlanFileError(f"{path}: {tree} changed since it was compiled and is now "
-                            f"invalid ({len(e.problems)} {'error' if len(e.problems) == 1 else 'errors'}, see "
+                            f"invalid ({plural(len(e.problems), 'error')}, see "
                             f"`svtree compile {what}`): "
                             f"fix it, then {again}") from None
     if fresh.source_digest != plan.source_digest:

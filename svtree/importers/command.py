@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from svtree.errors import display_path
+from svtree.errors import display_path, render_problems
 from svtree.exitcodes import FAILURE, OK
 from svtree.importers.model import Conversion, ImportFailed
 from svtree.importers.writer import is_occupied, render_notes, render_tree, write_tree
@@ -40,8 +40,7 @@ def import_command(args) -> int:
     try:
         conversion = _convert(args)
     except ImportFailed as e:
-        for problem in e.problems:
-            sys.stderr.write(f"{COMMAND}: {problem.render()}\n")
+        sys.stderr.write(render_problems(e.problems, f"{COMMAND}: "))
         return FAILURE
     directory = args.output or DEFAULT_OUTPUT
     shown = display_path(os.path.abspath(directory))
@@ -90,8 +89,7 @@ def _check(directory: str, shown: str) -> None:
     try:
         compile_tree(os.path.abspath(directory))
     except CompileError as e:
-        for problem in e.problems:
-            sys.stderr.write(f"{COMMAND}: warning: {problem.render()}\n")
+        sys.stderr.write(render_problems(e.problems, f"{COMMAND}: warning: "))
         sys.stderr.write(f"{COMMAND}: warning: {shown} does not compile on this machine (above); "
                          f"check it with `svtree compile {shown}` where it will run\n")
         return
