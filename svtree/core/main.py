@@ -48,7 +48,7 @@ def _load_plan(loop, args, children: dict, stop: "list[int]"):
     that a slow compile could harm.
     """
     from svtree.core.compiling import Compilation
-    from svtree.errors import display_path
+    from svtree.errors import display_path, invalid_tree
 
     box: list = []
     try:
@@ -69,8 +69,7 @@ def _load_plan(loop, args, children: dict, stop: "list[int]"):
              "(give --dir DIR, set SVTREE_DIR, or create ./services.d)\n")
         return None, exitcodes.USAGE
     if outcome.problems:
-        _say("".join(line + "\n" for line in outcome.problems)
-             + f"svtree run: {len(outcome.problems)} error(s) in the tree; nothing was started\n")
+        _say(invalid_tree("svtree run", outcome.problems, "the tree", "; nothing was started"))
         return None, exitcodes.USAGE
     if outcome.plan is None:
         _say(f"svtree run: {outcome.error}\n")

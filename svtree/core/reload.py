@@ -20,6 +20,7 @@ from typing import Callable
 
 from svtree import osutil, selfexec
 from svtree.core.compiling import Compilation, Outcome
+from svtree.errors import plural
 from svtree.plan import diff
 
 QUIET = 0.2  # a burst of edits ends after this long without a change (> the watcher's DEBOUNCE_MS)
@@ -207,7 +208,7 @@ class Reloader:
             errors = list(outcome.problems)
             core.log.error("reload_rejected", trigger=trigger, errors=errors)
             for reply in replies:
-                reply({"ok": False, "error": f"the new tree is invalid ({len(errors)} error(s)); "
+                reply({"ok": False, "error": f"the new tree is invalid ({plural(len(errors), 'error')}); "
                                              "nothing changed", "errors": errors})
             return
         self.cache = outcome.cache
