@@ -135,3 +135,31 @@ def circles(graph: "dict[str, set[str]]") -> "list[list[str]]":
         if v not in index:
             visit(v)
     return found
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "exception")
+
+
+def _is_logger(node: ast.expr) -> bool:
+    """`log`, `self.log`, `self.core.log`, ... or one of them `.bind(...)`."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "bind":
+        return _is_logger(node.func.value)
+    return (isinstance(node, ast.Name) and node.id == "log") or \
+        (isinstance(node, ast.Attribute) and node.attr == "log")
+
+
+def log_calls(directory: str = PACKAGE) -> "list[tuple[str | None, str, str]]":
+    """(event, level, "path:line") for every call of a logger's level method
+    (`log.info("x", ...)`): the event is the literal first argument, or None when it is
+    computed."""
+    found = []
+    for path in python_files(directory):
+        for node in ast.walk(parse(path)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in LOG_LEVELS and _is_logger(node.func.value)):
+                continue
+            first = node.args[0] if node.args else None
+            literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
+            found.append((first.value if literal else None, node.func.attr,
+                          f"{os.path.relpath(path, REPO)}:{node.lineno}"))
+    return found
