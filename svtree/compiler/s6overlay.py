@@ -104,8 +104,8 @@ def has_tree(root: str) -> bool:
 
 def automatic_root(explicit_dir: "str | None", root: str = "/") -> "str | None":
     """ROOT (/) when svtree should run its s6-overlay layout without being told: no DIR
-    given, no $SVTREE_DIR, no ./services.d, and ROOT looks like s6-overlay's (SPEC §1
-    would fall back to /etc/services.d and ignore the rest)."""
+    given, no $SVTREE_DIR, no ./services.d, and ROOT looks like s6-overlay's (the plain
+    lookup of DIR would fall back to /etc/services.d and ignore the rest)."""
     if explicit_dir or os.environ.get("SVTREE_DIR") or os.path.isdir("services.d"):
         return None
     return root if looks_like_s6_overlay(root) else None

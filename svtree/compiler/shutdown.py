@@ -1,6 +1,6 @@
 """The worst-case shutdown time of a plan: how long `docker stop` or Kubernetes must wait.
 
-svtree shuts down in three phases (SPEC §3): the main command (SIGKILL after
+svtree shuts down in three phases (README, "Shutdown"): the main command (SIGKILL after
 `main_stop_timeout`), then the services in reverse dependency order, then the sweep of
 stray processes (SIGKILL after `kill_grace`). The phases follow each other, so the worst
 case is their sum. The middle phase is the longest chain of services that must stop one

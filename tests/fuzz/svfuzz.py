@@ -1,5 +1,5 @@
 """Random service trees and fault schedules, run on the real svtree, checked against the
-contract (SPEC.md section 3) with expectations computed from the data.
+guarantees (the README's section "Guarantees") with expectations computed from the data.
 
 An example is plain data (`Example`): 2-6 services in a dependency DAG, each with a
 behaviour and settings, an optional main command, and a schedule of faults and actions.
@@ -912,7 +912,7 @@ class Model:
             self._interrupt_failure(name, t)
             if svc.critical and svc.finish == "f125" and s != "down":
                 # finish exits 125 after the requested stop: svtree counts that as "ended
-                # for good" and fails the tree; the spec can be read either way.
+                # for good" and fails the tree; the README can be read either way.
                 self.failures_possible.append(t)
         if verb == "stop":
             self.status[name], self.down_kind[name] = "down", "user"
@@ -934,7 +934,7 @@ class Model:
             pend = self.stop_time(svc) + (svc.delay if svc.behaviour == "slow_stop" else 0) + 1.5
             if svc.finish == "f125" and s in ("up", "done", "flap", "unknown"):
                 # the requested stop runs finish, which exits 125: "not restarted, stays
-                # down" (SPEC, as s6); a flapper or an unknown may have been between runs
+                # down" (as in s6); a flapper or an unknown may have been between runs
                 self.status[name] = "down" if s in ("up", "done") else "unknown"
                 self.down_kind[name] = "ended"
                 self.pending[name] = max(self.pending[name], t + int(pend * 1e9))
@@ -1500,7 +1500,7 @@ class Run:
                 own_end = (self.shutdown_hi() or now_ns()) + int(self.shutdown_bound() * 1e9)
                 why = "a critical service ended for good or a boot oneshot failed"
             elif m.failures_possible:
-                # It may shut down by itself (how the spec's "ends for good" is read):
+                # It may shut down by itself (how the README's "ends for good" is read):
                 # give it the time, so that such a shutdown is checked too, then SIGTERM.
                 self._wait_exit(max(0.0, (max(m.failures_possible) - now_ns()) / 1e9)
                                 + max(s.finish_time() for s in m.all_svcs().values()) + 3.0)

@@ -706,7 +706,7 @@ def test_a_busy_svtree_is_waited_for_not_reported_dead(tree, run_svtree):
 
 
 def test_check_reports_a_service_that_ended_on_its_own_until_it_is_stopped(tree, run_svtree):
-    # SPEC: check exempts only services marked `down` and those stopped with `ctl stop`;
+    # check exempts only services marked `down` and those stopped with `ctl stop`;
     # one whose restart policy let it end (exit 0 under on-failure) is still wanted up.
     tree.service("job", tree.sh("exit 0\n"), toml='restart = "on-failure"\n')
     tree.service("idle", tree.sh("exec sleep 1000\n"))

@@ -1,4 +1,4 @@
-"""Bad control requests never stop or slow supervision (SPEC section 3).
+"""Bad control requests never stop or slow supervision (a guarantee of the README).
 
 One svtree runs for the whole module while `crash` dies at once and comes back every
 0.1 s, appending a timestamp line to the events file at each start. Hypothesis throws

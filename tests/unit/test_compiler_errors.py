@@ -25,9 +25,9 @@ def toml_problem(scratch, text: str, name: str = "web", other: "dict | None" = N
     return problem
 
 
-# --- the spec's own example, rendered relative to cwd --------------------------------------
+# --- the README's own example, rendered relative to cwd --------------------------------------
 
-def test_unknown_dependency_renders_as_in_the_spec(scratch, monkeypatch):
+def test_unknown_dependency_renders_as_in_the_readme(scratch, monkeypatch):
     make_tree(scratch, {"db": {}, "web": {"service.toml": 'depends_on = ["dbb"]\n'}})
     monkeypatch.chdir(scratch)
     problem = only_problem("services.d")

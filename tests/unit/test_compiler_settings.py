@@ -1,4 +1,4 @@
-"""Defaults as SPEC section 1 states them, every key applied, the s6 spellings, DIR lookup."""
+"""Defaults as the README's key tables state them, every key applied, the s6 spellings, DIR lookup."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from svtree.compiler.command import compile_command, render_plan
 from svtree.compiler.settings import GLOBAL_SETTINGS, MAX_SECONDS, SERVICE_SETTINGS
 from svtree.plan import GlobalSettings, ServiceSpec
 
-# Written out from SPEC.md section 1, not from the code.
-SPEC_SERVICE_DEFAULTS = {
+# Written out by hand from the README's key tables (the contract), not from the code.
+BASE_SERVICE_DEFAULTS = {
     "type": "longrun",
     "depends_on": (),
     "restart": "always",
@@ -32,20 +32,21 @@ SPEC_SERVICE_DEFAULTS = {
     "ready_interval": 0.2,
     "ready_timeout": 60.0,
     "environment": (),
-    "oom_score_adj": None,  # not in the spec: svtree's extension (README), the value svtree started with
+    "oom_score_adj": None,  # svtree's extension beyond the base keys: the value svtree started with
     "uid": None,  # user: svtree's own
     "gid": None,  # group: svtree's own
     "groups": None,
     "down": False,
     "finish": None,
 }
-SPEC_SERVICE_KEYS = ["type", "depends_on", "restart", "restart_delay", "restart_delay_max", "critical",
+BASE_SERVICE_KEYS = ["type", "depends_on", "restart", "restart_delay", "restart_delay_max", "critical",
                      "stop_signal", "stop_timeout", "finish_timeout", "notification_fd", "ready_command",
                      "ready_interval", "ready_timeout", "environment", "user", "group"]
-# Keys svtree adds to the spec's (the README documents them), at their place in the table.
+# Keys svtree adds to the base keys s6-minded users expect (the README documents them), at
+# their place in the table.
 EXTENSION_KEYS = {"oom_score_adj": "user"}  # key -> the key it comes before
-SPEC_GLOBAL = {"kill_grace": 3.0, "main_stop_timeout": 10.0, "log_format": "console", "output": "prefix"}
-# svtree.toml keys the spec does not name (it is silent there), each documented in the README.
+BASE_GLOBAL = {"kill_grace": 3.0, "main_stop_timeout": 10.0, "log_format": "console", "output": "prefix"}
+# svtree.toml keys beyond the base ones, each documented in the README.
 EXTENSION_GLOBAL = {"reload_timeout": 30.0}
 
 
@@ -58,7 +59,7 @@ def one_service(scratch, files: dict, name: str = "web") -> ServiceSpec:
 
 def test_every_service_default_is_the_specs(scratch):
     spec = one_service(scratch, {})
-    for field, expected in SPEC_SERVICE_DEFAULTS.items():
+    for field, expected in BASE_SERVICE_DEFAULTS.items():
         assert getattr(spec, field) == expected, field
     assert spec.name == "web"
     assert spec.path == os.path.join(scratch, "services.d", "web")
@@ -67,27 +68,27 @@ def test_every_service_default_is_the_specs(scratch):
 
 def test_an_empty_service_toml_changes_nothing(scratch):
     a = one_service(scratch, {"service.toml": ""})
-    assert all(getattr(a, f) == v for f, v in SPEC_SERVICE_DEFAULTS.items())
+    assert all(getattr(a, f) == v for f, v in BASE_SERVICE_DEFAULTS.items())
 
 
 def test_every_global_default_is_the_specs(scratch):
     plan = compile_tree(make_tree(scratch, {"a": {}}))
     settings = dataclasses.asdict(plan.settings)
-    assert {k: settings.pop(k) for k in SPEC_GLOBAL} == SPEC_GLOBAL
+    assert {k: settings.pop(k) for k in BASE_GLOBAL} == BASE_GLOBAL
     assert {k: settings.pop(k) for k in EXTENSION_GLOBAL} == EXTENSION_GLOBAL
     # Only s6-overlay's S6_* variables change the others; in a plain tree they are the
-    # spec's behaviour: a failed oneshot stops the tree, the boot has no time limit,
+    # base behaviour: a failed oneshot stops the tree, the boot has no time limit,
     # TERM starts the shutdown, no environment directory is written.
     assert settings == {"boot_failure": "stop", "boot_timeout": None, "main_receives_signals": False,
                         "container_environment": None}
 
 
 def test_the_table_declares_exactly_the_spec_keys():
-    keys = list(SPEC_SERVICE_KEYS)
+    keys = list(BASE_SERVICE_KEYS)
     for key, before in EXTENSION_KEYS.items():
         keys.insert(keys.index(before), key)
     assert [s.name for s in SERVICE_SETTINGS] == keys
-    assert [s.name for s in GLOBAL_SETTINGS] == list(SPEC_GLOBAL) + list(EXTENSION_GLOBAL)
+    assert [s.name for s in GLOBAL_SETTINGS] == list(BASE_GLOBAL) + list(EXTENSION_GLOBAL)
 
 
 def test_table_defaults_agree_with_the_plan_dataclasses():
@@ -97,7 +98,7 @@ def test_table_defaults_agree_with_the_plan_dataclasses():
             assert spec_fields[setting.field] == setting.default, setting.name
     global_fields = {f.name: f.default for f in dataclasses.fields(GlobalSettings)}
     for setting in GLOBAL_SETTINGS:
-        assert global_fields[setting.field] == setting.default == {**SPEC_GLOBAL, **EXTENSION_GLOBAL}[setting.name]
+        assert global_fields[setting.field] == setting.default == {**BASE_GLOBAL, **EXTENSION_GLOBAL}[setting.name]
 
 
 def test_settings_markdown_lists_every_key_and_s6_file():
