@@ -251,7 +251,7 @@ class Core:
                 pipe.run_ended()
         if msg.get("gave_up") and not old.get("gave_up"):
             # `want` stays what was asked for: a service that ended on its own is still
-            # wanted up, so `ctl check` reports it (SPEC: only `down` and `ctl stop` exempt).
+            # wanted up, so `ctl check` reports it (only `down` and `ctl stop` exempt).
             if svc.spec.critical and not self.shutting_down:
                 self.failed = True
                 self.begin_shutdown(f"critical service {svc.name} ended")
