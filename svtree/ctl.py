@@ -35,6 +35,38 @@ class Usage(Exception):
 
 
 def parse(argv: "list[str]") -> dict:
+    """The request (and ctl's own options) of a command line; Usage when it is wrong."""
+    opts, pos = _options(argv)
+    if not pos:
+        raise Usage("a verb is needed")
+    verb, rest = pos[0], pos[1:]
+    if verb not in wire.VERBS:
+        raise Usage(f'unknown verb "{verb}"')
+    if opts["timeout"] is not None:
+        opts["timeout"] = _timeout(opts["timeout"])
+    req = {"v": wire.PROTOCOL, "verb": verb}
+    if verb == "signal":
+        if not rest:
+            raise Usage("signal needs SIG and at least one NAME")
+        req["signal"], rest = rest[0], rest[1:]
+    if verb in wire.NEEDS_NAMES and not rest:
+        raise Usage(f"{verb} needs at least one NAME")
+    if verb in wire.NO_NAMES and rest:
+        raise Usage(f"{verb} takes no NAME")
+    if verb == "wait":
+        if not opts["mode"]:
+            raise Usage("wait needs --up, --ready or --down")
+        req["mode"] = opts["mode"]
+    req["names"] = rest
+    if opts["wait"]:
+        req["wait"] = True
+    if opts["timeout"] is not None:
+        req["timeout"] = opts["timeout"]
+    return {"request": req, **opts}
+
+
+def _options(argv: "list[str]") -> "tuple[dict, list[str]]":
+    """ctl's options (before or after the verb) and the other words, in order."""
     opts = {"socket": None, "json": False, "wait": False, "timeout": None, "mode": None}
     pos: "list[str]" = []
     it = iter(argv)
@@ -63,43 +95,24 @@ def parse(argv: "list[str]") -> dict:
             raise Usage(f"unknown option {arg}")
         else:
             pos.append(arg)
-    if not pos:
-        raise Usage("a verb is needed")
-    verb, rest = pos[0], pos[1:]
-    if verb not in wire.VERBS:
-        raise Usage(f'unknown verb "{verb}"')
-    if opts["timeout"] is not None:
-        try:
-            opts["timeout"] = float(opts["timeout"])
-        except ValueError:
-            raise Usage(f'--timeout takes seconds, not "{opts["timeout"]}"') from None
-        # float() also takes "inf" and "nan", which JSON cannot carry (json.dumps writes
-        # them as Infinity / NaN anyway) and no deadline can be built from.
-        if not math.isfinite(opts["timeout"]):
-            raise Usage(f'--timeout takes a number of seconds, not "{opts["timeout"]}"')
-        if opts["timeout"] < 0:
-            raise Usage("--timeout must not be negative")
-        if opts["timeout"] > wire.MAX_TIMEOUT:
-            raise Usage(f"--timeout must be at most {wire.MAX_TIMEOUT:g} s (leave it out to wait forever)")
-    req = {"v": wire.PROTOCOL, "verb": verb}
-    if verb == "signal":
-        if not rest:
-            raise Usage("signal needs SIG and at least one NAME")
-        req["signal"], rest = rest[0], rest[1:]
-    if verb in wire.NEEDS_NAMES and not rest:
-        raise Usage(f"{verb} needs at least one NAME")
-    if verb in wire.NO_NAMES and rest:
-        raise Usage(f"{verb} takes no NAME")
-    if verb == "wait":
-        if not opts["mode"]:
-            raise Usage("wait needs --up, --ready or --down")
-        req["mode"] = opts["mode"]
-    req["names"] = rest
-    if opts["wait"]:
-        req["wait"] = True
-    if opts["timeout"] is not None:
-        req["timeout"] = opts["timeout"]
-    return {"request": req, **opts}
+    return opts, pos
+
+
+def _timeout(text: str) -> float:
+    """--timeout's seconds: a finite number from 0 to wire.MAX_TIMEOUT."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise Usage(f'--timeout takes seconds, not "{text}"') from None
+    # float() also takes "inf" and "nan", which JSON cannot carry (json.dumps writes
+    # them as Infinity / NaN anyway) and no deadline can be built from.
+    if not math.isfinite(value):
+        raise Usage(f'--timeout takes a number of seconds, not "{value}"')
+    if value < 0:
+        raise Usage("--timeout must not be negative")
+    if value > wire.MAX_TIMEOUT:
+        raise Usage(f"--timeout must be at most {wire.MAX_TIMEOUT:g} s (leave it out to wait forever)")
+    return value
 
 
 def _connect(s, path: str) -> None:

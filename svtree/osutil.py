@@ -200,6 +200,32 @@ def _place_fds(fds: "dict[int, int]") -> None:
     close_fds_except([0, 1, 2, *fds])
 
 
+def _own_group(session: bool, foreground_tty: bool) -> None:
+    """In spawn's child: a session of its own, or a process group of its own (then, with
+    `foreground_tty`, the terminal's foreground group: the main command reads it)."""
+    if session:
+        os.setsid()
+        return
+    os.setpgid(0, 0)
+    if foreground_tty and os.isatty(0):
+        # tcsetpgrp from a background group raises SIGTTOU: ignore it meanwhile.
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(0, os.getpgrp())
+        except OSError:
+            pass
+
+
+def _set_identity(uid: "int | None", gid: "int | None", groups: "tuple[int, ...] | None") -> None:
+    """In spawn's child: the service's groups, group and user (in that order: after
+    setuid, setgid would be refused)."""
+    if gid is not None:
+        os.setgroups(list(groups) if groups is not None else [gid])
+        os.setgid(gid)
+    if uid is not None:
+        os.setuid(uid)
+
+
 def spawn(
     argv: "list[str]",
     *,
@@ -235,17 +261,7 @@ def spawn(
             os.close(go[1])
             if os.read(go[0], 1) == b"":
                 os._exit(127)
-        if session:
-            os.setsid()
-        else:
-            os.setpgid(0, 0)
-            if foreground_tty and os.isatty(0):
-                # tcsetpgrp from a background group raises SIGTTOU: ignore it meanwhile.
-                signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-                try:
-                    os.tcsetpgrp(0, os.getpgrp())
-                except OSError:
-                    pass
+        _own_group(session, foreground_tty)
         reset_signal_dispositions()
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ORIGINAL_SIGMASK)
         if cwd is not None:
@@ -253,11 +269,7 @@ def spawn(
         _place_fds(fds)
         # Before setuid: lowering the value needs the privileges svtree may still have.
         _set_child_oom_score_adj(oom_score_adj)
-        if gid is not None:
-            os.setgroups(list(groups) if groups is not None else [gid])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
+        _set_identity(uid, gid, groups)
         os.execve(argv[0], argv, env)
     except OSError as e:
         code = 126 if e.errno in (errno.EACCES, errno.ENOEXEC) else 127

@@ -103,25 +103,12 @@ class _Compiler:
             for key, e in errors.items():
                 self.problems.append(Problem(toml_path, e.message, key=key, hint=e.hint))
 
-        run_file, finish_file = ("up", "down") if commands is not None else ("run", "finish")
-        run = os.path.join(directory, run_file)
-        finish = os.path.join(directory, finish_file)
-        has_finish = finish_file in present
-        if commands is not None:
-            self.problems += check_command_file(run, required=True, files=self.files)
-            if has_finish:
-                self.problems += check_command_file(finish, required=False, files=self.files)
-        else:
-            env_path = dict(resolved["environment"]).get("PATH")
-            self.problems += self.scripts.check(run, required=True, env_path=env_path)
-            if has_finish:
-                self.problems += self.scripts.check(finish, required=False, env_path=env_path)
-
+        run, finish = self._check_scripts(directory, present, commands, resolved["environment"])
         spec = ServiceSpec(
             name=name,
             path=directory,
             run=run,
-            finish=finish if has_finish else None,
+            finish=finish,
             down="down" in present and commands is None,
             uid=identity.uid if identity else None,
             gid=identity.gid if identity else None,
@@ -130,6 +117,24 @@ class _Compiler:
             **{s.field: resolved[s.name] for s in SERVICE_SETTINGS if s.field},
         )
         return _Read(spec, origins)
+
+    def _check_scripts(self, directory: str, present: "set[str]", commands: "tuple[str, ...] | None",
+                       environment: "tuple[tuple[str, str], ...]") -> "tuple[str, str | None]":
+        """The service's run and finish (None without one), checked: scripts, or for an
+        s6-rc oneshot (`commands`) its `up` and `down` command lines."""
+        run_file, finish_file = ("up", "down") if commands is not None else ("run", "finish")
+        run = os.path.join(directory, run_file)
+        finish = os.path.join(directory, finish_file) if finish_file in present else None
+        if commands is not None:
+            self.problems += check_command_file(run, required=True, files=self.files)
+            if finish:
+                self.problems += check_command_file(finish, required=False, files=self.files)
+        else:
+            env_path = dict(environment).get("PATH")
+            self.problems += self.scripts.check(run, required=True, env_path=env_path)
+            if finish:
+                self.problems += self.scripts.check(finish, required=False, env_path=env_path)
+        return run, finish
 
     def read_with_logger(self, name: str) -> "dict[str, _Read]":
         """DIR/NAME, and its logger DIR/NAME/log when it has one (s6's layout): the service

@@ -191,133 +191,172 @@ def compile_s6_overlay(root: str, environ: "Mapping[str, str] | None" = None,
     """
     environ = os.environ if environ is None else environ
     root = os.path.abspath(root)
-    services_dir = os.path.join(root, SERVICES_DIR)
-    s6rc_dir = os.path.join(root, S6RC_DIR)
     if not has_tree(root):
-        raise NoTreeError(services_dir, f"no {SERVICES_DIR} and no {S6RC_DIR} in {root}")
-    compiler = _Compiler(services_dir, files)
-    read: "dict[str, _Read]" = {}
-    legacy: "tuple[str, ...]" = ()
-    settings, global_bytes = GlobalSettings(), None
-    if os.path.isdir(services_dir):
-        found = discover(services_dir)
-        compiler.problems += found.problems
-        settings, global_bytes = compiler.read_global(found.global_file)
-        for name in found.names:
-            read.update(compiler.read_with_logger(name))
-        legacy = tuple(sorted(read))  # with their loggers (NAME/log): they start after base too
-
+        raise NoTreeError(os.path.join(root, SERVICES_DIR), f"no {SERVICES_DIR} and no {S6RC_DIR} in {root}")
+    overlay = _Overlay(root, _Compiler(os.path.join(root, SERVICES_DIR), files))
+    # The stages in this order: problems are reported in the order they are found.
+    settings, global_bytes = overlay.read_services_d()
     s6 = read_s6_variables(environ)
-    compiler.problems += s6.problems
-    settings = replace(
-        settings,
-        kill_grace=s6.kill_grace if s6.kill_grace is not None else settings.kill_grace,
-        boot_timeout=s6.boot_timeout, boot_failure=s6.boot_failure,
-        main_receives_signals=s6.main_receives_signals,
-        container_environment=None if s6.keep_env else CONTAINER_ENVIRONMENT)
-    if s6.services_grace is not None:
-        for name in legacy:  # their own stop_timeout (service.toml) wins
-            if "stop_timeout" not in read[name].origins:
-                read[name] = _Read(replace(read[name].spec, stop_timeout=s6.services_grace), read[name].origins)
+    overlay.compiler.problems += s6.problems
+    settings = overlay.apply_s6_variables(s6, settings)
+    overlay.add_scripts(s6)
+    overlay.drop_services_named_like_scripts()
+    if os.path.isdir(overlay.s6rc_dir):
+        overlay.read_s6rc(find_execlineb(environ.get("PATH")))
+    expand = overlay.resolve_dependencies()
+    overlay.mark_unreached_down(expand)
+    return overlay.assemble(s6, settings, global_bytes, expand)
 
-    inits = _scripts(compiler, os.path.join(root, INIT_DIR), INIT_PREFIX)
-    finishes = _scripts(compiler, os.path.join(root, FINISH_DIR), FINISH_PREFIX)
-    for _, path in inits + finishes:
-        compiler.problems += compiler.scripts.check(path, required=True, env_path=None)
-    true = shutil.which("true") if finishes else None
-    if finishes and true is None:
-        compiler.problems.append(Problem(
-            os.path.join(root, FINISH_DIR), "needs the program `true` (the run of each "
-            "cont-finish oneshot), and it is not on PATH", hint="install coreutils or busybox"))
 
-    scripts: "dict[str, str]" = {}  # synthesized service -> its script
-    previous: "tuple[str, ...]" = ()
-    for name, path in inits:
-        read[name] = _Read(ServiceSpec(name=name, path=root, type="oneshot", run=path,
-                                       depends_on=previous), {})
-        scripts[name] = path
-        previous = (name,)
-    last_init = previous
-    finish_timeout = {} if s6.finish_maxtime is None else {"finish_timeout": s6.finish_maxtime}
-    for i, (name, path) in enumerate(finishes):
-        after = (finishes[i + 1][0],) if i + 1 < len(finishes) else ()
-        read[name] = _Read(ServiceSpec(name=name, path=root, type="oneshot", run=true or "true",
-                                       finish=path, depends_on=after, **finish_timeout), {})
-        scripts[name] = path
-    base = tuple(sorted(last_init + ((finishes[0][0],) if finishes else ())))
+class _Overlay:
+    """One compile of s6-overlay's layouts, built up stage by stage (compile_s6_overlay)."""
 
-    for name in legacy:
-        if name in scripts:
+    def __init__(self, root: str, compiler: _Compiler) -> None:
+        self.root = root
+        self.compiler = compiler
+        self.services_dir = os.path.join(root, SERVICES_DIR)
+        self.s6rc_dir = os.path.join(root, S6RC_DIR)
+        self.read: "dict[str, _Read]" = {}  # every service so far
+        self.legacy: "tuple[str, ...]" = ()  # services.d's, with their loggers
+        self.scripts: "dict[str, str]" = {}  # synthesized service -> its script
+        self.base: "tuple[str, ...]" = ()  # what `base` stands for
+        self.bundles: "dict[str, tuple[str, ...]]" = {b: () for b in USER_BUNDLES}
+        self.bundle_paths: "dict[str, str]" = {}
+        self.atomic: "dict[str, _Read]" = {}  # s6-rc's longruns and oneshots
+        self.warnings: "list[str]" = []
+
+    def read_services_d(self) -> "tuple[GlobalSettings, bytes | None]":
+        """services.d's services, as in a plain tree, and its svtree.toml."""
+        settings, global_bytes = GlobalSettings(), None
+        if os.path.isdir(self.services_dir):
+            found = discover(self.services_dir)
+            self.compiler.problems += found.problems
+            settings, global_bytes = self.compiler.read_global(found.global_file)
+            for name in found.names:
+                self.read.update(self.compiler.read_with_logger(name))
+            self.legacy = tuple(sorted(self.read))  # with their loggers (NAME/log): they start after base too
+        return settings, global_bytes
+
+    def apply_s6_variables(self, s6, settings: GlobalSettings) -> GlobalSettings:
+        settings = replace(
+            settings,
+            kill_grace=s6.kill_grace if s6.kill_grace is not None else settings.kill_grace,
+            boot_timeout=s6.boot_timeout, boot_failure=s6.boot_failure,
+            main_receives_signals=s6.main_receives_signals,
+            container_environment=None if s6.keep_env else CONTAINER_ENVIRONMENT)
+        if s6.services_grace is not None:
+            for name in self.legacy:  # their own stop_timeout (service.toml) wins
+                r = self.read[name]
+                if "stop_timeout" not in r.origins:
+                    self.read[name] = _Read(replace(r.spec, stop_timeout=s6.services_grace), r.origins)
+        return settings
+
+    def add_scripts(self, s6) -> None:
+        """cont-init.d's scripts as a chain of oneshots, cont-finish.d's as a chain of
+        oneshots whose finish is the script; `base` is the end of the first and the start
+        of the second."""
+        compiler, root = self.compiler, self.root
+        inits = _scripts(compiler, os.path.join(root, INIT_DIR), INIT_PREFIX)
+        finishes = _scripts(compiler, os.path.join(root, FINISH_DIR), FINISH_PREFIX)
+        for _, path in inits + finishes:
+            compiler.problems += compiler.scripts.check(path, required=True, env_path=None)
+        true = shutil.which("true") if finishes else None
+        if finishes and true is None:
             compiler.problems.append(Problem(
-                os.path.join(services_dir, name), f'"{name}" is also the name of the script '
-                f"{scripts[name]}", hint="rename the service directory"))
-            legacy = tuple(n for n in legacy if n.split("/")[0] != name)
+                os.path.join(root, FINISH_DIR), "needs the program `true` (the run of each "
+                "cont-finish oneshot), and it is not on PATH", hint="install coreutils or busybox"))
+        previous: "tuple[str, ...]" = ()
+        for name, path in inits:
+            self.read[name] = _Read(ServiceSpec(name=name, path=root, type="oneshot", run=path,
+                                                depends_on=previous), {})
+            self.scripts[name] = path
+            previous = (name,)
+        finish_timeout = {} if s6.finish_maxtime is None else {"finish_timeout": s6.finish_maxtime}
+        for i, (name, path) in enumerate(finishes):
+            after = (finishes[i + 1][0],) if i + 1 < len(finishes) else ()
+            self.read[name] = _Read(ServiceSpec(name=name, path=root, type="oneshot", run=true or "true",
+                                                finish=path, depends_on=after, **finish_timeout), {})
+            self.scripts[name] = path
+        self.base = tuple(sorted(previous + ((finishes[0][0],) if finishes else ())))
 
-    # s6-overlay v3: the s6-rc sources.
-    bundles: "dict[str, tuple[str, ...]]" = {b: () for b in USER_BUNDLES}
-    bundle_paths: "dict[str, str]" = {}
-    atomic: "dict[str, _Read]" = {}
-    warnings: "list[str]" = []
-    if os.path.isdir(s6rc_dir):
-        own_user = os.path.isdir(os.path.join(s6rc_dir, "user"))
-        bundles_dir = os.path.join(root, BUNDLES_DIR)
-        directories = [s6rc_dir] + ([] if own_user or not os.path.isdir(bundles_dir) else [bundles_dir])
-        execlineb = find_execlineb(environ.get("PATH"))
-        source = read_sources(compiler, directories, USER_BUNDLES if own_user else (),
+    def drop_services_named_like_scripts(self) -> None:
+        for name in self.legacy:
+            if name in self.scripts:
+                self.compiler.problems.append(Problem(
+                    os.path.join(self.services_dir, name), f'"{name}" is also the name of the script '
+                    f"{self.scripts[name]}", hint="rename the service directory"))
+                self.legacy = tuple(n for n in self.legacy if n.split("/")[0] != name)
+
+    def read_s6rc(self, execlineb: "str | None") -> None:
+        """s6-overlay v3: the s6-rc sources, and their bundles."""
+        own_user = os.path.isdir(os.path.join(self.s6rc_dir, "user"))
+        bundles_dir = os.path.join(self.root, BUNDLES_DIR)
+        directories = [self.s6rc_dir] + ([] if own_user or not os.path.isdir(bundles_dir) else [bundles_dir])
+        source = read_sources(self.compiler, directories, USER_BUNDLES if own_user else (),
                               OVERLAY_NAMES, execlineb)
-        warnings += source.warnings
-        bundles.update(source.bundles)
-        bundle_paths.update(source.bundle_paths)
-        atomic = source.atomic
-        for name in sorted(set(atomic) | set(source.bundles)):
-            if name in read:
-                compiler.problems.append(Problem(
-                    os.path.join(s6rc_dir, name), f'"{name}" is also the name of '
-                    + (f"the script {scripts[name]}" if name in scripts else
-                       f"the service {os.path.join(services_dir, name)}"),
+        self.warnings += source.warnings
+        self.bundles.update(source.bundles)
+        self.bundle_paths.update(source.bundle_paths)
+        self.atomic = source.atomic
+        for name in sorted(set(self.atomic) | set(source.bundles)):
+            if name in self.read:
+                self.compiler.problems.append(Problem(
+                    os.path.join(self.s6rc_dir, name), f'"{name}" is also the name of '
+                    + (f"the script {self.scripts[name]}" if name in self.scripts else
+                       f"the service {os.path.join(self.services_dir, name)}"),
                     hint="svtree has one name space: rename one of them"))
-                atomic.pop(name, None)
-        _pipelines(compiler, atomic, bundles, bundle_paths, read)
+                self.atomic.pop(name, None)
+        _pipelines(self.compiler, self.atomic, self.bundles, self.bundle_paths, self.read)
 
-    special = {"base": base, "legacy-cont-init": base, "fix-attrs": (), "legacy-services": legacy,
-               "s6rc-oneshot-runner": (), "s6rc-fdholder": ()}
-    expand = _Expander(compiler, bundles, bundle_paths, special)
-    special["top"] = tuple(sorted({*base, *legacy, *expand.names(USER_BUNDLES)}))
-    user = expand.names(["user"])
-    for name in legacy:
-        r = read[name]
-        extra = tuple(sorted({*r.spec.depends_on, *base, *user}))
-        read[name] = _Read(replace(r.spec, depends_on=extra), r.origins)
-    for name, r in atomic.items():
-        read[name] = _Read(replace(r.spec, depends_on=expand.names(r.spec.depends_on)), r.origins)
+    def resolve_dependencies(self) -> _Expander:
+        """s6-overlay's names and the bundles in dependencies, resolved to services;
+        services.d's services after base and user."""
+        base, legacy = self.base, self.legacy
+        special = {"base": base, "legacy-cont-init": base, "fix-attrs": (), "legacy-services": legacy,
+                   "s6rc-oneshot-runner": (), "s6rc-fdholder": ()}
+        expand = _Expander(self.compiler, self.bundles, self.bundle_paths, special)
+        special["top"] = tuple(sorted({*base, *legacy, *expand.names(USER_BUNDLES)}))
+        user = expand.names(["user"])
+        for name in legacy:
+            r = self.read[name]
+            extra = tuple(sorted({*r.spec.depends_on, *base, *user}))
+            self.read[name] = _Read(replace(r.spec, depends_on=extra), r.origins)
+        for name, r in self.atomic.items():
+            self.read[name] = _Read(replace(r.spec, depends_on=expand.names(r.spec.depends_on)), r.origins)
+        return expand
 
-    # What starts: everything but the s6-rc services that neither user nor user2 reaches.
-    wanted = set(read) - set(atomic)
-    todo = list(expand.names(USER_BUNDLES))
-    while todo:
-        name = todo.pop()
-        if name in wanted or name not in read:
-            continue
-        wanted.add(name)
-        todo.extend(read[name].spec.depends_on)
-    for name in set(atomic) - wanted:
-        read[name] = _Read(replace(read[name].spec, down=True), read[name].origins)
+    def mark_unreached_down(self, expand: _Expander) -> None:
+        """What starts: everything but the s6-rc services that neither user nor user2 reaches."""
+        read = self.read
+        wanted = set(read) - set(self.atomic)
+        todo = list(expand.names(USER_BUNDLES))
+        while todo:
+            name = todo.pop()
+            if name in wanted or name not in read:
+                continue
+            wanted.add(name)
+            todo.extend(read[name].spec.depends_on)
+        for name in set(self.atomic) - wanted:
+            read[name] = _Read(replace(read[name].spec, down=True), read[name].origins)
 
-    shown = {name: expand.names([name]) for name in sorted(bundles)}  # reports cycles of unused ones too
-    used = tuple((n, v) for n, v in s6.used)
-    plan = assemble(compiler, read, settings, global_bytes,
-                    files_of=lambda spec: (
-                        script_digest(scripts[spec.name], compiler.files, compiler.problems)
-                        if spec.name in scripts else
-                        definition_digest(spec.path, compiler.files, compiler.problems,
-                                          SERVICE_RC if spec.name in atomic else SERVICE)))
-    mapped = [(n, v) for n, v in used if n in KNOWN and KNOWN[n].apply is not None]
-    digest = plan.source_digest
-    if mapped:  # a plan compiled with other values of these is stale
-        digest = hashlib.sha256((digest + json.dumps(mapped)).encode()).hexdigest()
-    return replace(plan, layout="s6-overlay", root=root, source_digest=digest,
-                   bundles=tuple(shown.items()) if atomic or any(bundles.values()) else (),
-                   s6_variables=used, warnings=tuple(s6.warnings + warnings))
+    def assemble(self, s6, settings: GlobalSettings, global_bytes: "bytes | None",
+                 expand: _Expander) -> Plan:
+        compiler, scripts, atomic = self.compiler, self.scripts, self.atomic
+        shown = {name: expand.names([name]) for name in sorted(self.bundles)}  # reports cycles of unused ones too
+        used = tuple((n, v) for n, v in s6.used)
+        plan = assemble(compiler, self.read, settings, global_bytes,
+                        files_of=lambda spec: (
+                            script_digest(scripts[spec.name], compiler.files, compiler.problems)
+                            if spec.name in scripts else
+                            definition_digest(spec.path, compiler.files, compiler.problems,
+                                              SERVICE_RC if spec.name in atomic else SERVICE)))
+        mapped = [(n, v) for n, v in used if n in KNOWN and KNOWN[n].apply is not None]
+        digest = plan.source_digest
+        if mapped:  # a plan compiled with other values of these is stale
+            digest = hashlib.sha256((digest + json.dumps(mapped)).encode()).hexdigest()
+        return replace(plan, layout="s6-overlay", root=self.root, source_digest=digest,
+                       bundles=tuple(shown.items()) if atomic or any(self.bundles.values()) else (),
+                       s6_variables=used, warnings=tuple(s6.warnings + self.warnings))
 
 
 def _pipelines(compiler: _Compiler, atomic: "dict[str, _Read]", bundles: "dict[str, tuple[str, ...]]",

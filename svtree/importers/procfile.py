@@ -74,8 +74,47 @@ def convert(path: str, env_files: "list[str] | None" = None, cwd: "str | None" =
     directory, made absolute). `port`: the base port (default: the .env's PORT, else
     the environment's PORT when the service starts, else 5000).
     """
-    text = read_source(path)
     notes: "list[Note]" = []
+    entries = _entries(path, notes)
+    here = os.path.dirname(os.path.abspath(path))
+    if env_files is None:
+        default_env = os.path.join(here, ".env")
+        env_files = [default_env] if os.path.isfile(default_env) else []
+    env: "dict[str, str]" = {}
+    for env_file in env_files:
+        env.update(read_env(env_file, notes))
+    base: "int | None" = port
+    if base is None and "PORT" in env:
+        try:
+            base = int(env["PORT"])
+        except ValueError:
+            raise ImportFailed([Problem(env_files[-1], f'PORT must be a port number, not "{env["PORT"]}"')]) \
+                from None
+    env.pop("PORT", None)
+    if cwd is None:
+        cwd = here
+        notes.append(Note("(working directory)", display_path(path), f"commands run in {here}, the "
+                          "Procfile's directory here; if the app has another path in the image, "
+                          "import with --cwd PATH"))
+    services = []
+    names_used: "set[str]" = set()
+    for index, (name, command, number) in enumerate(entries):
+        service = service_name(name)
+        if service != name:
+            notes.append(Note(name, f"{display_path(path)}:{number}", f"is the service {service!r} "
+                              "(svtree names start with a letter or digit)"))
+        if service in names_used:
+            raise ImportFailed([Problem(path, f'"{name}" would be the service "{service}" twice', line=number,
+                                        hint="rename one of them")])
+        names_used.add(service)
+        services.append(_service(path, service, name, command, number, cwd, env, base, PORT_STEP * index))
+    return Conversion(display_path(path), "procfile", tuple(services), merge_notes(notes))
+
+
+def _entries(path: str, notes: "list[Note]") -> "list[tuple[str, str, int]]":
+    """(name, command, line number) of each process line; other lines noted. Raises
+    ImportFailed for an empty command, a name given twice, or a file with no process."""
+    text = read_source(path)
     problems: "list[Problem]" = []
     entries: "list[tuple[str, str, int]]" = []
     seen: "dict[str, int]" = {}
@@ -101,56 +140,27 @@ def convert(path: str, env_files: "list[str] | None" = None, cwd: "str | None" =
             if looks_ini else "a Procfile line is `web: gunicorn app:app`"))])
     if problems:
         raise ImportFailed(problems)
+    return entries
 
-    here = os.path.dirname(os.path.abspath(path))
-    if env_files is None:
-        default_env = os.path.join(here, ".env")
-        env_files = [default_env] if os.path.isfile(default_env) else []
-    env: "dict[str, str]" = {}
-    for env_file in env_files:
-        env.update(read_env(env_file, notes))
-    base: "int | None" = port
-    if base is None and "PORT" in env:
-        try:
-            base = int(env["PORT"])
-        except ValueError:
-            raise ImportFailed([Problem(env_files[-1], f'PORT must be a port number, not "{env["PORT"]}"')]) \
-                from None
-    env.pop("PORT", None)
-    if cwd is None:
-        cwd = here
-        notes.append(Note("(working directory)", display_path(path), f"commands run in {here}, the "
-                          "Procfile's directory here; if the app has another path in the image, "
-                          "import with --cwd PATH"))
 
-    services = []
-    names_used: "set[str]" = set()
-    for index, (name, command, number) in enumerate(entries):
-        service = service_name(name)
-        if service != name:
-            notes.append(Note(name, f"{display_path(path)}:{number}", f"is the service {service!r} "
-                              "(svtree names start with a letter or digit)"))
-        if service in names_used:
-            raise ImportFailed([Problem(path, f'"{name}" would be the service "{service}" twice', line=number,
-                                        hint="rename one of them")])
-        names_used.add(service)
-        offset = PORT_STEP * index
-        environment = dict(env)
-        exports = []
-        if base is not None:
-            environment["PORT"] = str(base + offset)
-        else:
-            # honcho and foreman take the base from the environment they start in: so does run.
-            base_shell = f"${{PORT:-{DEFAULT_PORT}}}"
-            shell = f"$(( {base_shell} + {offset} ))" if offset else base_shell
-            exports.append(("PORT", (Deferred(shell),)))
-        run = script.run_script(
-            comment=[f"svtree import procfile: {name}, line {number} of {display_path(path)}",
-                     "honcho and foreman run the command with /bin/sh -c"],
-            exec_words=[(script.SHELL,), ("-c",), (command,)],
-            directory=(cwd,), exports=exports)
-        settings = [("critical", True), ("restart", "never"), ("stop_timeout", STOP_TIMEOUT)]
-        if environment:
-            settings.append(("environment", environment))
-        services.append(Service(name=service, run=run, settings=tuple(settings)))
-    return Conversion(display_path(path), "procfile", tuple(services), merge_notes(notes))
+def _service(path: str, service: str, name: str, command: str, number: int, cwd: str,
+             env: "dict[str, str]", base: "int | None", offset: int) -> Service:
+    """One process line as a service; its PORT is the base port + `offset`."""
+    environment = dict(env)
+    exports = []
+    if base is not None:
+        environment["PORT"] = str(base + offset)
+    else:
+        # honcho and foreman take the base from the environment they start in: so does run.
+        base_shell = f"${{PORT:-{DEFAULT_PORT}}}"
+        shell = f"$(( {base_shell} + {offset} ))" if offset else base_shell
+        exports.append(("PORT", (Deferred(shell),)))
+    run = script.run_script(
+        comment=[f"svtree import procfile: {name}, line {number} of {display_path(path)}",
+                 "honcho and foreman run the command with /bin/sh -c"],
+        exec_words=[(script.SHELL,), ("-c",), (command,)],
+        directory=(cwd,), exports=exports)
+    settings = [("critical", True), ("restart", "never"), ("stop_timeout", STOP_TIMEOUT)]
+    if environment:
+        settings.append(("environment", environment))
+    return Service(name=service, run=run, settings=tuple(settings))
