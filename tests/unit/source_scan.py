@@ -163,3 +163,28 @@ def log_calls(directory: str = PACKAGE) -> "list[tuple[str | None, str, str]]":
             found.append((first.value if literal else None, node.func.attr,
                           f"{os.path.relpath(path, REPO)}:{node.lineno}"))
     return found
+
+
+def functions(directory: str = PACKAGE):
+    """(path, qualified name, node) of every function and method, nested ones too."""
+    out = []
+
+    def visit(node: ast.AST, prefix: str, path: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out.append((path, prefix + child.name, child))
+                visit(child, f"{prefix}{child.name}.", path)
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.", path)
+            else:
+                visit(child, prefix, path)
+
+    for path in python_files(directory):
+        visit(parse(path), "", path)
+    return out
+
+
+def function_lines(node: "ast.FunctionDef | ast.AsyncFunctionDef") -> "tuple[int, int]":
+    """The first line (its first decorator's, else the `def`) and the last of a function."""
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return first, node.end_lineno
