@@ -31,6 +31,8 @@ import textwrap
 
 import pytest
 
+from harness import UNSHARE_OK, Svtree, wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CACHE = "/tmp/svtree-bundle-cache"
@@ -41,6 +43,7 @@ DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def _load(name: str, path: str):
+    """packaging/bundle.py, a script (not a module of a package), under a name of its own."""
     mod = sys.modules.get(name)
     if mod is None:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -50,11 +53,9 @@ def _load(name: str, path: str):
     return mod
 
 
-SYSTEM = _load("svtree_system_harness", os.path.join(REPO, "tests", "system", "conftest.py"))
 BUNDLE_SCRIPT = _load("svtree_bundle_script", os.path.join(REPO, "packaging", "bundle.py"))
-wait_for = SYSTEM.wait_for
 
-CAN_RUN = (SYSTEM.UNSHARE_OK and shutil.which("nsenter") is not None
+CAN_RUN = (UNSHARE_OK and shutil.which("nsenter") is not None
            and BUNDLE_SCRIPT.platform_problem(platform.system(), platform.machine(),
                                               platform.libc_ver()[0]) is None)
 needs_bundle = pytest.mark.skipif(not CAN_RUN, reason="needs root, unshare and nsenter, on Linux "
@@ -230,7 +231,7 @@ class Tree:
         shutil.rmtree(self.host_root, ignore_errors=True)
 
 
-class BundledSvtree(SYSTEM.Svtree):
+class BundledSvtree(Svtree):
     """The system harness's Svtree (wait, kill, signal, stderr), started from the bundle
     in the root filesystem, with ctl run inside its namespaces."""
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -38,6 +37,8 @@ import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, field
+
+from harness import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = os.path.join("examples", "Dockerfile")
@@ -112,20 +113,10 @@ def image_exists(ref: str) -> bool:
     return podman("image", "exists", ref, check=False).returncode == 0
 
 
-def _system_harness():
-    """tests/system/conftest.py, loaded by path under the name tests/fuzz gives it."""
-    name = "svtree_system_harness"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tests", "system", "conftest.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     """Poll a check (a file on the host, a podman exec: slower than the system tests' /proc
     reads, hence the longer interval) until it holds; fail on timeout."""
-    return _system_harness().wait_for(predicate, timeout, interval, what)
+    return wait_for(predicate, timeout, interval, what)
 
 
 def event_time(event: dict) -> float:

@@ -1,9 +1,8 @@
 """Fuzzing the whole runtime: hypothesis draws service trees and fault schedules as data,
 tests/fuzz/svfuzz.py writes them to disk and runs the real svtree on them.
 
-The system-test harness (tests/system/conftest.py: Tree, Svtree, wait_for, /proc helpers)
-is reused, loaded by path under its own module name so that it cannot be confused with
-this conftest (both directories are plain rootdir-relative test directories).
+The system harness (tests/harness.py: Tree, Svtree, wait_for, /proc helpers) is reused:
+svfuzz imports it as `harness`.
 
 Profiles (registered here, applied only to the fuzz tests, never loaded globally so the
 unit tests keep their own settings):

@@ -40,7 +40,6 @@ is kept under /tmp for inspection.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
@@ -53,25 +52,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import harness as H
 from hypothesis import strategies as st
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SYSTEM_CONFTEST = os.path.join(os.path.dirname(HERE), "system", "conftest.py")
-
-
-def load_harness():
-    """tests/system/conftest.py, under a name of its own."""
-    name = "svtree_system_harness"
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.spec_from_file_location(name, SYSTEM_CONFTEST)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return mod
-
-
-H = load_harness()
 Tree, Svtree, wait_for, PipeReader = H.Tree, H.Svtree, H.wait_for, H.PipeReader
 children, descendants, proc_status, zombies = H.children, H.descendants, H.proc_status, H.zombies
 read_cmdline = H.read_cmdline

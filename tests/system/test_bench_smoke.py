@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, needs_pidns
+from harness import REPO, needs_pidns
 
 pytestmark = [needs_pidns, pytest.mark.timeout(240)]
 

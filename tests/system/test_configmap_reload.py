@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from conftest import needs_pidns, wait_for
+from harness import needs_pidns, wait_for
 from svtree.compiler import compile_tree
 
 RUN = "exec sleep 1000\n"

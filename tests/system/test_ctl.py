@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, descendants, needs_pidns, proc_status, wait_for
+from harness import REPO, descendants, needs_pidns, proc_status, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 

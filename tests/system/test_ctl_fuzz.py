@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conftest import Svtree, Tree, needs_pidns, wait_for
+from harness import Svtree, Tree, needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(120)]
 

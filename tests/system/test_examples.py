@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, needs_pidns, wait_for
+from harness import REPO, needs_pidns, wait_for
 from svtree.compiler import compile_tree
 from svtree.compiler.shutdown import worst_case_shutdown
 

@@ -19,7 +19,7 @@ import time
 import pytest
 
 import hung_fs
-from conftest import needs_pidns, wait_for
+from harness import needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(120),
               pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")]

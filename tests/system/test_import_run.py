@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import REPO, descendants, needs_pidns, wait_for
+from harness import REPO, descendants, needs_pidns, wait_for
 
 HAVE_SUPERVISORD = shutil.which("supervisord") is not None and shutil.which("supervisorctl") is not None
 needs_supervisord = pytest.mark.skipif(not HAVE_SUPERVISORD, reason="needs supervisord (Debian's supervisor "
@@ -276,7 +276,7 @@ class Supervisord:
 
 
 class SvtreeRunner:
-    """The converted tree under svtree as PID 1 (conftest's harness)."""
+    """The converted tree under svtree as PID 1 (tests/harness.py)."""
 
     def __init__(self, run_svtree, events: str) -> None:
         self.sv = run_svtree(env={"EVENTS": events})

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import REPO, PipeReader, children, descendants, needs_pidns, proc_status, read_cmdline, wait_for
+from harness import REPO, PipeReader, children, descendants, needs_pidns, proc_status, read_cmdline, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(180)]
 

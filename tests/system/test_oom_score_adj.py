@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import descendants, needs_pidns, proc_status
+from harness import descendants, needs_pidns, proc_status
 
 pytestmark = [needs_pidns, pytest.mark.timeout(60)]
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import needs_pidns, wait_for
+from harness import needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 

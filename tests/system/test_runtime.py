@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import children, descendants, needs_pidns, proc_status, read_cmdline, wait_for, zombies
+from harness import children, descendants, needs_pidns, proc_status, read_cmdline, wait_for, zombies
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 
@@ -346,7 +346,7 @@ def test_runs_as_a_subreaper_when_not_pid1(tree):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from harness import REPO
 
     tree.service("forker", tree.sh("""
         ( sleep 0.1 & )

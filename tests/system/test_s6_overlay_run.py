@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from conftest import needs_pidns, wait_for
+from harness import needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(60)]
 

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import needs_pidns, wait_for
+from harness import needs_pidns, wait_for
 
 needs_execline = pytest.mark.skipif(shutil.which("execlineb") is None,
                                     reason="needs Debian's execline (execlineb): .ci/run installs it")

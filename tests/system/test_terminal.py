@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import REPO, children, needs_pidns, wait_for
+from harness import REPO, children, needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(60)]
 
