@@ -1,5 +1,5 @@
 """Fuzzing the whole runtime: hypothesis draws service trees and fault schedules as data,
-tests/fuzz/svfuzz.py writes them to disk and runs the real svtree on them.
+the package tests/fuzz/svfuzz/ writes them to disk and runs the real svtree on them.
 
 The system harness (tests/harness.py: Tree, Svtree, wait_for, /proc helpers) is reused:
 svfuzz imports it as `harness`.
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import svfuzz  # noqa: E402  (needs HERE on sys.path; loads the system harness)
+import svfuzz  # noqa: E402  (needs HERE on sys.path)
 
 _COMMON = dict(
     deadline=None,  # one example runs a real tree for seconds

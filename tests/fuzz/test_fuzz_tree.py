@@ -1,5 +1,5 @@
 """Random trees, random faults, the real svtree: the guarantees (the README's section
-"Guarantees") hold on every example (see svfuzz.py for what is generated and what is checked).
+"Guarantees") hold on every example (see svfuzz/ for what is generated and what is checked).
 
 Profiles: `ci` by default, `long` with SVTREE_FUZZ_PROFILE=long (conftest.py).
 A failure prints the example as Python (paste it into `@example(...)` or into
