@@ -84,6 +84,8 @@ def shrink_budget_spent() -> bool:
     return not current_build_context().is_final
 
 
+# --- the tree and svtree ----------------------------------------------------------------
+
 class FuzzTree(Tree):
     """The harness's Tree, under a prefix of its own (other suites use svtree-test-)."""
 
@@ -119,6 +121,8 @@ class SubreaperSvtree(Svtree):
         self._outputs_given()
         self.pid1 = self.proc.pid
 
+
+# --- one run ----------------------------------------------------------------------------
 
 class Violation(AssertionError):
     pass
@@ -264,26 +268,15 @@ class Run:
                     "boot: every service should have been ready, but the main command has not started")
 
     def act(self, a: Action) -> None:
-        m = self.model
+        """Play one action of the schedule, keep the model in step, log what happened."""
         time.sleep(a.delay)
-        names = sorted(m.svcs)
+        names = sorted(self.model.svcs)
         t = now_ns()
         if a.kind == "stall":
-            # The reader of svtree's stdout pauses, and resumes by itself a while later
-            # (the next actions happen meanwhile).
-            self.stdout.pause()
-            timer = threading.Timer(float(a.arg), self.stdout.resume)
-            timer.daemon = True
-            timer.start()
-            self.stalls.append(timer)
-            self.log.append(Done(t, "stall", "", a.arg, "stdout paused"))
+            self._stall(a, t)
             return
         if a.kind == "sigterm":
-            if self.alive():
-                self.t_sigterm = now_ns()
-                self.sv.signal(signal.SIGTERM)
-                m._interrupt_failure(None, self.t_sigterm)
-            self.log.append(Done(t, "sigterm", "", "", "sent" if self.t_sigterm else "svtree gone"))
+            self._sigterm(t)
             return
         if not names:
             return
@@ -291,53 +284,71 @@ class Run:
         if not self.alive():
             self.log.append(Done(t, a.kind, name, a.arg, "svtree gone"))
             return
-        if a.kind == "kill":
-            host = self.current_main(name)
-            hit = False
-            if host is not None:
-                t = now_ns()
-                try:
-                    os.kill(host, signum(a.arg))
-                    hit = True
-                except ProcessLookupError:
-                    pass
-            m.kill(name, a.arg, hit, t)
-            self.log.append(Done(t, "kill", name, a.arg, f"hit {host}" if hit else "miss"))
-        elif a.kind == "kill_monitor":
-            host = self.current_main(name)
-            monitor = None
-            if host is not None:
-                try:
-                    monitor = int(proc_status(host)["PPid"])
-                except (OSError, KeyError, ValueError):
-                    monitor = None
-                # A monitor is forked from the core (same command line). Right after its
-                # monitor died, run's parent is the core itself (a subreaper): not a monitor.
-                if monitor is not None and (monitor == self.sv.pid1
-                                            or read_cmdline(monitor) != read_cmdline(self.sv.pid1)):
-                    monitor = None
-            hit = False
-            if monitor is not None:
-                t = now_ns()
-                try:
-                    os.kill(monitor, signum(a.arg))
-                    hit = True
-                except ProcessLookupError:
-                    pass
-            m.kill_monitor(name, hit, t)
-            self.log.append(Done(t, "kill_monitor", name, a.arg, f"hit {monitor}" if hit else "miss"))
-        elif a.kind == "ctl":
-            r = self.ctl(a.arg, name)
-            rc = None if r is None else r.returncode
-            done = Done(t, "ctl", name, a.arg, f"rc={rc} {(r.stderr.strip() if r else 'timeout')}"[:120],
-                        now_ns())
-            self.log.append(done)
-            if rc == 0:
-                m.ctl(a.arg, name, t)
-            elif self.before_any_shutdown(done.t_end):
-                self.violations.append(f"ctl {a.arg} {name} failed before any shutdown: {done.outcome}")
-        elif a.kind == "reload":
-            self.reload(a, name, t)
+        {"kill": self._kill, "kill_monitor": self._kill_monitor, "ctl": self._ctl,
+         "reload": self.reload}[a.kind](a, name, t)
+
+    def _stall(self, a: Action, t: int) -> None:
+        """The reader of svtree's stdout pauses, and resumes by itself a while later (the
+        next actions happen meanwhile)."""
+        self.stdout.pause()
+        timer = threading.Timer(float(a.arg), self.stdout.resume)
+        timer.daemon = True
+        timer.start()
+        self.stalls.append(timer)
+        self.log.append(Done(t, "stall", "", a.arg, "stdout paused"))
+
+    def _sigterm(self, t: int) -> None:
+        if self.alive():
+            self.t_sigterm = now_ns()
+            self.sv.signal(signal.SIGTERM)
+            self.model._interrupt_failure(None, self.t_sigterm)
+        self.log.append(Done(t, "sigterm", "", "", "sent" if self.t_sigterm else "svtree gone"))
+
+    @staticmethod
+    def _send(pid: "int | None", sig: str, t: int) -> "tuple[bool, int]":
+        """SIG`sig` to `pid` if there is one: whether it hit, and when it was sent (else `t`)."""
+        if pid is None:
+            return False, t
+        t = now_ns()
+        try:
+            os.kill(pid, signum(sig))
+            return True, t
+        except ProcessLookupError:
+            return False, t
+
+    def _kill(self, a: Action, name: str, t: int) -> None:
+        host = self.current_main(name)
+        hit, t = self._send(host, a.arg, t)
+        self.model.kill(name, a.arg, hit, t)
+        self.log.append(Done(t, "kill", name, a.arg, f"hit {host}" if hit else "miss"))
+
+    def _kill_monitor(self, a: Action, name: str, t: int) -> None:
+        host = self.current_main(name)
+        monitor = None
+        if host is not None:
+            try:
+                monitor = int(proc_status(host)["PPid"])
+            except (OSError, KeyError, ValueError):
+                monitor = None
+            # A monitor is forked from the core (same command line). Right after its
+            # monitor died, run's parent is the core itself (a subreaper): not a monitor.
+            if monitor is not None and (monitor == self.sv.pid1
+                                        or read_cmdline(monitor) != read_cmdline(self.sv.pid1)):
+                monitor = None
+        hit, t = self._send(monitor, a.arg, t)
+        self.model.kill_monitor(name, hit, t)
+        self.log.append(Done(t, "kill_monitor", name, a.arg, f"hit {monitor}" if hit else "miss"))
+
+    def _ctl(self, a: Action, name: str, t: int) -> None:
+        r = self.ctl(a.arg, name)
+        rc = None if r is None else r.returncode
+        done = Done(t, "ctl", name, a.arg, f"rc={rc} {(r.stderr.strip() if r else 'timeout')}"[:120],
+                    now_ns())
+        self.log.append(done)
+        if rc == 0:
+            self.model.ctl(a.arg, name, t)
+        elif self.before_any_shutdown(done.t_end):
+            self.violations.append(f"ctl {a.arg} {name} failed before any shutdown: {done.outcome}")
 
     def before_any_shutdown(self, t: int, margin_s: float = 1.0) -> bool:
         lo = self.shutdown_lo(now=True)
