@@ -104,37 +104,11 @@ def _from_module(node: ast.ImportFrom, package: str) -> str:
 
 
 def circles(graph: "dict[str, set[str]]") -> "list[list[str]]":
-    """Every group of modules that import each other, directly or through others (the
-    strongly connected components of more than one module, or of one that imports
-    itself), each sorted."""
-    index: "dict[str, int]" = {}
-    low: "dict[str, int]" = {}
-    stack: "list[str]" = []
-    found = []
+    """Every group of modules that import each other, directly or through others, each
+    sorted: the compiler's own cycle finder (Tarjan's algorithm), on the import graph."""
+    from svtree.compiler.graph import strongly_connected
 
-    def visit(v: str) -> None:  # Tarjan's algorithm
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            group = []
-            while True:
-                w = stack.pop()
-                group.append(w)
-                if w == v:
-                    break
-            if len(group) > 1 or v in graph.get(v, ()):
-                found.append(sorted(group))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return found
+    return strongly_connected({name: tuple(sorted(edges)) for name, edges in graph.items()})
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "exception")

@@ -41,8 +41,8 @@ def test_the_import_graph_of_the_package_has_no_circle():
 
 
 def test_the_circle_finder_finds_circles():
-    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}, "f": {"d"}}
-    assert circles(graph) == [["a", "b", "c"], ["e"]]
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"f"}, "f": {"e", "d"}}
+    assert circles(graph) == [["a", "b", "c"], ["e", "f"]]
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
