@@ -19,6 +19,7 @@ from source_scan import PACKAGE, circles, import_graph, imports_of, python_files
     ("plan.py", ["svtree.core", "svtree.monitor", "subprocess", "signal"]),
     ("osutil.py", ["svtree"]),
     ("wire.py", ["svtree.core", "svtree.monitor", "svtree.compiler"]),
+    ("messages.py", ["svtree.core", "svtree.monitor", "svtree.compiler", "os", "socket", "structlog"]),
     ("core/tree.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
     ("core/loop.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
 ])
