@@ -11,13 +11,16 @@ descendants other than its own helpers (finish, the ready probe).
 
 One blocking point: `selector.select(timeout)` where the timeout comes from the
 machine's deadline and the probe schedule, or None when idle. Reports never block
-either: the monitor keeps only its latest status to report and sends it when the socket
-has room (a core that does not read for a while gets the newest status, not a queue).
+either: they wait in a queue of at most MAX_QUEUED_REPORTS until the socket has room;
+a report that finds the queue full replaces all of it (the core, which did not read for
+that long, gets the newest status and sees from the sequence numbers how many reports
+it missed). Reports and commands are the typed values of svtree.messages.
 """
 
 from __future__ import annotations
 
 import _signal
+import collections
 import errno
 import os
 import selectors
@@ -26,6 +29,7 @@ import socket
 import time
 
 from svtree import osutil, wire
+from svtree.messages import Cmd, Report, decode_command, encode
 from svtree.states import (
     Ev, Event, Kill, KillFinish, RunFinish, Spawn, StartProbe, State, Status, StopProbe, Want,
     step,
@@ -36,18 +40,21 @@ _READ, _READ_WRITE = selectors.EVENT_READ, selectors.EVENT_READ | selectors.EVEN
 # Tests only: stop (SIGSTOP) right after forking run, before the core has its pid, to
 # hold open the window in which a dying monitor leaves a child waiting for "go".
 _STOP_AFTER_FORK = os.environ.get("SVTREE_TEST_STOP_AFTER_FORK") == "1"
+MAX_QUEUED_REPORTS = 64  # reports waiting for room in the socket; then only the latest
 
 
 class Monitor:
-    def __init__(self, spec, sock: socket.socket, out_fd: int, err_fd: int, env: "dict[str, str]"):
+    def __init__(self, spec, sock: socket.socket, out_fd: int, err_fd: int, env: "dict[str, str]",
+                 first_seq: int = 1):
         self.spec = spec
         self.sock = sock
         self.out_fd = out_fd
         self.err_fd = err_fd
         self.env = env
         self.status = Status()
-        self.reported: "dict | None" = None
-        self.unsent: "bytes | None" = None  # the latest report, while the socket is full
+        self.seq = first_seq - 1  # of the last report
+        self.reported: "tuple | None" = None  # the status the last report carried
+        self.outbox: "collections.deque[bytes]" = collections.deque()  # not sent yet
         self.finish_pid: "int | None" = None
         self.probe_pid: "int | None" = None
         self.probe_next: "float | None" = None  # when to run ready_command again
@@ -89,7 +96,7 @@ class Monitor:
                     self.reap()
                 elif key.data == "core":
                     if mask & selectors.EVENT_WRITE:
-                        self.send_report()
+                        self.send_reports()
                     if mask & selectors.EVENT_READ:
                         self.read_core()
                 elif key.data == "notify":
@@ -118,8 +125,9 @@ class Monitor:
     # --- events in -----------------------------------------------------------------------
 
     def feed(self, event: Event) -> None:
+        prev = self.status.state
         self.status, effects = step(self.spec, self.status, event, time.monotonic())
-        self.report(event=event)
+        self.report(event=event, prev=prev)
         for effect in effects:
             self.carry_out(effect)
 
@@ -135,19 +143,20 @@ class Monitor:
             self.exit_when_down = True
             self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
             return
-        msg = wire.decode(data)
-        cmd = msg.get("cmd")
-        if cmd == wire.UP:
+        # A command that is not one is a bug of the core's: we exit (70) with a traceback,
+        # and the core replaces us (STYLE: a monitor meeting the impossible may exit).
+        cmd = decode_command(data)
+        if cmd.kind is Cmd.UP:
             self.feed(Event(Ev.WANT_UP))
-        elif cmd == wire.DOWN:
+        elif cmd.kind is Cmd.DOWN:
             self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
             self.report(force=True)  # the core waits for an answer even if nothing changed
-        elif cmd == wire.RESTART:
+        elif cmd.kind is Cmd.RESTART:
             self.feed(Event(Ev.RESTART))
-        elif cmd == wire.SIGNAL:
+        elif cmd.kind is Cmd.SIGNAL:
             if self.status.pid is not None:
-                osutil.kill_quietly(self.status.pid, int(msg["sig"]))
-        elif cmd == wire.EXIT:
+                osutil.kill_quietly(self.status.pid, cmd.sig)
+        elif cmd.kind is Cmd.EXIT:
             self.exit_when_down = True
             self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
 
@@ -331,53 +340,52 @@ class Monitor:
 
     # --- reports to the core ------------------------------------------------------------
 
-    def report(self, event: "Event | None" = None, force: bool = False, error: "str | None" = None) -> None:
+    def report(self, event: "Event | None" = None, prev: "State | None" = None,
+               force: bool = False, error: "str | None" = None) -> None:
+        """Report the status if it changed (or if forced, or with an error)."""
         st = self.status
-        msg = {
-            "state": st.state.value,
-            "want": st.want.value,
-            "pid": st.pid,
-            "pgid": st.pgid,
-            "started_at": st.started_at,
-            "restarts": st.restarts,
-            "exit_code": st.exit_code,
-            "exit_signal": st.exit_signal,
-            "ready": st.ready,
-            "gave_up": st.gave_up,
-            "finish_code": st.finish_code,
-            "last_uptime": st.last_uptime,
-        }
-        if msg == self.reported and not force and error is None:
+        carried = (st.state, st.want, st.pid, st.pgid, st.started_at, st.restarts, st.exit_code,
+                   st.exit_signal, st.ready, st.gave_up, st.finish_code, st.last_uptime)
+        if carried == self.reported and not force and error is None:
             return
-        self.reported = msg
-        out = dict(msg)
+        self.reported = carried
+        self.seq += 1
+        delay = None
         if st.state is State.BACKOFF and st.deadline is not None:
-            out["delay"] = round(st.deadline - time.monotonic(), 3)
-        if event is not None:
-            out["event"] = event.kind.value
-        if error is not None:
-            out["error"] = error
-        self.unsent = wire.encode(out)  # replaces an older report not sent yet
-        self.send_report()
+            delay = round(st.deadline - time.monotonic(), 3)
+        report = Report(
+            seq=self.seq, state=st.state, prev=st.state if prev is None else prev, want=st.want,
+            pid=st.pid, pgid=st.pgid, started_at=st.started_at, restarts=st.restarts,
+            exit_code=st.exit_code, exit_signal=st.exit_signal, ready=st.ready,
+            gave_up=st.gave_up, finish_code=st.finish_code, last_uptime=st.last_uptime,
+            delay=delay, event=None if event is None else event.kind, error=error,
+        )
+        if len(self.outbox) >= MAX_QUEUED_REPORTS:
+            self.outbox.clear()  # the core is not reading: it gets the latest, and the gap
+        self.outbox.append(encode(report))
+        self.send_reports()
 
-    def send_report(self) -> None:
-        if self.unsent is None:
-            return
-        try:
-            self.sock.send(self.unsent)
-        except BlockingIOError:
-            # The core is not reading (busy, or stopped): wait for room, keep going.
-            self.sel.modify(self.sock, _READ_WRITE, "core")
-            return
-        except OSError as e:
-            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                raise
-        self.unsent = None
+    def send_reports(self) -> None:
+        while self.outbox:
+            try:
+                self.sock.send(self.outbox[0])
+            except BlockingIOError:
+                # The core is not reading (busy, or stopped): wait for room, keep going.
+                if self.sel.get_key(self.sock).events != _READ_WRITE:
+                    self.sel.modify(self.sock, _READ_WRITE, "core")
+                return
+            except OSError as e:
+                if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    raise
+                self.outbox.clear()  # the core is gone
+                break
+            self.outbox.popleft()
         if self.sel.get_key(self.sock).events != _READ:
             self.sel.modify(self.sock, _READ, "core")
 
 
-def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, str]", keep: "tuple[int, ...]" = ()) -> None:
+def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, str]",
+                 first_seq: int = 1) -> None:
     """Entry point in the freshly forked child of the core. Never returns."""
     try:
         # Forked by the core with every signal blocked (osutil.fork_quiet).
@@ -387,11 +395,11 @@ def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, s
         signal.signal(signal.SIGCHLD, lambda *_: None)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, osutil.ORIGINAL_SIGMASK)
         # Close everything the core had open except our own channels.
-        osutil.close_fds_except({0, 1, 2, sock_fd, out_fd, err_fd, *keep})
+        osutil.close_fds_except({0, 1, 2, sock_fd, out_fd, err_fd})
         osutil.set_child_subreaper()
         sock = socket.socket(fileno=sock_fd)
         sock.setblocking(False)
-        Monitor(spec, sock, out_fd, err_fd, env).run()
+        Monitor(spec, sock, out_fd, err_fd, env, first_seq).run()
     except BaseException:
         try:
             import traceback

@@ -1,6 +1,6 @@
 """Messages between ctl, the core and monitors. A leaf: stdlib only.
 
-Core <-> monitor: one JSON object per SOCK_SEQPACKET datagram.
+Core <-> monitor: one JSON object per SOCK_SEQPACKET datagram (svtree/messages.py).
 ctl <-> core: one JSON object per line on a unix stream socket, each carrying
 `"v": PROTOCOL`; a request longer than MAX_REQUEST bytes is refused.
 """
@@ -13,9 +13,6 @@ import math
 PROTOCOL = 1
 MAX_REQUEST = 64 * 1024
 MAX_DATAGRAM = 16 * 1024
-
-# core -> monitor commands
-UP, DOWN, RESTART, SIGNAL, EXIT = "up", "down", "restart", "signal", "exit"
 
 # ctl -> core: the verbs, and what ctl and the core both check of a request
 VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")

@@ -60,12 +60,12 @@ def request_timeout(req: dict) -> "float | None":
 
 def status_row(svc, now: float) -> dict:
     r = svc.report
-    pid = r.get("pid")
-    started = r.get("started_at")
-    if r.get("exit_code") is not None:
-        last_exit = r["exit_code"]
-    elif r.get("exit_signal"):
-        last_exit = -r["exit_signal"]
+    pid = r.pid
+    started = r.started_at
+    if r.exit_code is not None:
+        last_exit = r.exit_code
+    elif r.exit_signal:
+        last_exit = -r.exit_signal
     else:
         last_exit = None
     return {
@@ -73,7 +73,7 @@ def status_row(svc, now: float) -> dict:
         "state": svc.state,
         "pid": pid,
         "uptime": round(now - started, 3) if pid and started is not None else None,
-        "restarts": r.get("restarts", 0),
+        "restarts": r.restarts,
         "last_exit": last_exit,
         "ready": svc.state in SATISFIED,
         "want": svc.want.value,
@@ -409,7 +409,7 @@ class Server:
         def until(svc, before, news):
             if svc.state in SATISFIED:
                 return True
-            if news and (svc.state == "failed" or (svc.report.get("gave_up") and svc.state == "down")):
+            if news and (svc.state == "failed" or (svc.report.gave_up and svc.state == "down")):
                 return f"{svc.name} failed"
             return False
         self._change(client, req, names, self.core.want_up, until)
@@ -424,9 +424,8 @@ class Server:
                 return False
             if svc.state == "failed":
                 return f"{svc.name} failed"
-            pid = svc.report.get("pid")
-            moved = svc.report.get("restarts", 0) > before.get("restarts", 0) \
-                or (pid and pid != before.get("pid"))
+            pid = svc.report.pid
+            moved = svc.report.restarts > before.restarts or (pid and pid != before.pid)
             return bool(moved) and svc.state in SATISFIED
         self._change(client, req, names, self.core.restart, until)
 
@@ -438,7 +437,7 @@ class Server:
             sig = parse_signal(value)
         except ValueError as e:
             raise BadRequest(str(e), usage=True) from None
-        missing = [n for n in names if not self.core.services[n].report.get("pid")]
+        missing = [n for n in names if not self.core.services[n].report.pid]
         for n in names:
             self.core.signal_service(self.core.services[n], sig)
         if missing:

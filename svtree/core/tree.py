@@ -16,14 +16,16 @@ import os
 import signal
 import socket
 import time
+from dataclasses import replace
 from typing import Callable
 
 from svtree import exitcodes, osutil, wire
 from svtree.core.output import Output, PrefixedPipe
+from svtree.messages import Cmd, Command, MessageError, Report, decode_report, encode
 from svtree.monitor import monitor_main
 from svtree.plan import Plan, ServiceSpec
 from svtree.signames import signal_name
-from svtree.states import DOWN_STATES, SATISFIED, State, Want
+from svtree.states import DOWN_STATES, SATISFIED, Ev, State, Want
 
 NOT_FORWARDED = {
     signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
@@ -51,12 +53,11 @@ class Service:
         self.monitor_pid: "int | None" = None
         self.sock: "socket.socket | None" = None
         # Commands the monitor's socket had no room for yet (a monitor that does not read).
-        self.outbox: "collections.deque[tuple[str, bytes]]" = collections.deque()
+        self.outbox: "collections.deque[tuple[Cmd, bytes]]" = collections.deque()
         self.exit_timer = None  # the deadline of the monitor's exit after `exit`
         self.pipes: "list[PrefixedPipe]" = []
-        self.report: dict = {"state": State.DOWN.value, "pid": None, "restarts": 0,
-                             "exit_code": None, "exit_signal": 0, "ready": False,
-                             "started_at": None, "gave_up": False, "pgid": None}
+        # The monitor's last report (before the first: DOWN, sequence number 0).
+        self.report = Report(seq=0, state=State.DOWN, prev=State.DOWN, want=Want.DOWN)
         self.exit_sent = False  # shutdown or removal: the monitor was told to exit
         self.gone = False  # its monitor has exited after `exit` (or died during shutdown)
         self.restarts_before = 0  # restarts counted by monitors that died
@@ -74,9 +75,9 @@ class Service:
 
     @property
     def state(self) -> str:
-        if self.want is Want.UP and not self.sent_up and self.report["state"] in DOWN_STATES:
+        if self.want is Want.UP and not self.sent_up and self.report.state in DOWN_STATES:
             return State.STARTING.value  # waiting for dependencies (or a monitor)
-        return self.report["state"]
+        return self.report.state.value
 
 
 class Core:
@@ -123,7 +124,7 @@ class Core:
             # Services without dependencies start while the next monitors are forked.
             if not svc.spec.depends_on and svc.want is Want.UP and svc.monitor_pid is not None:
                 svc.sent_up = True
-                self.send(svc, {"cmd": wire.UP})
+                self.send(svc, Command(Cmd.UP))
         self.converge()
 
     def _level_order(self) -> "list[str]":
@@ -170,7 +171,8 @@ class Core:
             self.loop.call_later(RETRY_DELAY, lambda: self.start_monitor(svc))
             return
         if pid == 0:
-            monitor_main(svc.spec, child.fileno(), out_w, err_w, env)  # never returns
+            # never returns; its reports go on from this record's last sequence number
+            monitor_main(svc.spec, child.fileno(), out_w, err_w, env, svc.report.seq + 1)
         child.close()
         svc.monitor_pid = pid
         svc.sock = parent
@@ -185,14 +187,14 @@ class Core:
             os.close(w)
             svc.pipes.append(self.streams.pipe(svc.name, r, target))
 
-    def send(self, svc: Service, msg: dict) -> None:
+    def send(self, svc: Service, cmd: Command) -> None:
         """Send a command to the monitor; what finds no room waits, in order, until
         the socket is writable (a lost `exit` would hang shutdown)."""
         if svc.sock is None:
             return
         if len(svc.outbox) >= MAX_QUEUED_COMMANDS:
             self._compact_commands(svc)
-        svc.outbox.append((msg["cmd"], wire.encode(msg)))
+        svc.outbox.append((cmd.kind, encode(cmd)))
         if len(svc.outbox) == 1:
             self._send_commands(svc)
 
@@ -215,8 +217,8 @@ class Core:
     def _compact_commands(svc: Service) -> None:
         """A monitor that reads nothing (stopped): keep its latest want and an `exit`;
         signals for a process nobody supervises right now are dropped."""
-        wants = [m for m in svc.outbox if m[0] in (wire.UP, wire.DOWN, wire.RESTART)]
-        keep = wants[-1:] + [m for m in svc.outbox if m[0] == wire.EXIT][:1]
+        wants = [m for m in svc.outbox if m[0] in (Cmd.UP, Cmd.DOWN, Cmd.RESTART)]
+        keep = wants[-1:] + [m for m in svc.outbox if m[0] is Cmd.EXIT][:1]
         svc.outbox = collections.deque(keep)
 
     # --- output -------------------------------------------------------------------------
@@ -239,67 +241,75 @@ class Core:
             self.loop.remove_reader(sock)
             return  # EOF: the reaper will see the monitor's exit
         if sock is svc.sock:
-            self.on_report(svc, wire.decode(data))
+            self.take_report(svc, data)
 
-    def on_report(self, svc: Service, msg: dict) -> None:
+    def take_report(self, svc: Service, data: bytes) -> None:
+        try:
+            report = decode_report(data)
+        except MessageError as e:  # a bug of the monitor's: said, never fatal
+            self.log.error("internal_error", where=f"report of {svc.name}", error=str(e))
+            return
+        self.on_report(svc, report)
+
+    def on_report(self, svc: Service, msg: Report) -> None:
         old = svc.report
-        msg["restarts"] = msg.get("restarts", 0) + svc.restarts_before
+        msg = replace(msg, restarts=msg.restarts + svc.restarts_before)
         svc.report = msg
         self.log_transition(svc, old, msg)
-        if old.get("pid") and msg.get("pid") is None:
+        if old.pid and msg.pid is None:
             for pipe in svc.pipes:
                 pipe.run_ended()
-        if msg.get("gave_up") and not old.get("gave_up"):
+        if msg.gave_up and not old.gave_up:
             # `want` stays what was asked for: a service that ended on its own is still
             # wanted up, so `ctl check` reports it (only `down` and `ctl stop` exempt).
             if svc.spec.critical and not self.shutting_down:
                 self.failed = True
                 self.begin_shutdown(f"critical service {svc.name} ended")
-            elif svc.spec.type == "oneshot" and msg["state"] == "failed" and not self.booted:
+            elif svc.spec.type == "oneshot" and msg.state is State.FAILED and not self.booted:
                 self.failed = True
                 self.begin_shutdown(f"oneshot {svc.name} failed")
         self.converge()
         self.notify_listeners()
 
-    def log_transition(self, svc: Service, old: dict, new: dict) -> None:
+    def log_transition(self, svc: Service, old: Report, new: Report) -> None:
         log = self.log.bind(service=svc.name)
-        state, was = new["state"], old.get("state")
-        if new.get("error"):
-            log.warning("retry_later", error=new["error"])
-        if new.get("pid") and new.get("pid") != old.get("pid"):
-            log.info("service_started", pid=new["pid"], restarts=new["restarts"])
-        if old.get("pid") and new.get("pid") is None and new.get("event") == "exited":
-            fields = {"uptime": round(new.get("last_uptime") or 0.0, 3)}
-            if new.get("exit_code") is None:
-                fields["signal"] = signal_name(new.get("exit_signal") or 0)
+        state, was = new.state, old.state
+        if new.error:
+            log.warning("retry_later", error=new.error)
+        if new.pid and new.pid != old.pid:
+            log.info("service_started", pid=new.pid, restarts=new.restarts)
+        if old.pid and new.pid is None and new.event is Ev.EXITED:
+            fields = {"uptime": round(new.last_uptime or 0.0, 3)}
+            if new.exit_code is None:
+                fields["signal"] = signal_name(new.exit_signal or 0)
             else:
-                fields["exit_code"] = new["exit_code"]
-            log.info("service_exited", pid=old["pid"], **fields)
+                fields["exit_code"] = new.exit_code
+            log.info("service_exited", pid=old.pid, **fields)
         if state == was:
             return
-        if state == "ready":
-            log.info("service_ready", pid=new.get("pid"))
-        elif state == "backoff":
-            log.info("service_restarting", delay=new.get("delay"))
-        elif state == "failed":
-            log.warning("service_failed", exit_code=new.get("exit_code"),
-                        signal=new.get("exit_signal") or None)
-        elif state == "done":
+        if state is State.READY:
+            log.info("service_ready", pid=new.pid)
+        elif state is State.BACKOFF:
+            log.info("service_restarting", delay=new.delay)
+        elif state is State.FAILED:
+            log.warning("service_failed", exit_code=new.exit_code,
+                        signal=new.exit_signal or None)
+        elif state is State.DONE:
             log.info("service_done")
-        elif state == "down" and was in ("stopping", "finishing"):
+        elif state is State.DOWN and was in (State.STOPPING, State.FINISHING):
             log.info("service_stopped")
-        elif state == "down" and new.get("gave_up"):
-            log.info("service_failed", reason="finish exited 125" if new.get("finish_code") == 125
-                     else "restart policy", exit_code=new.get("exit_code"))
-        if was == "finishing" and new.get("finish_code") is not None:
-            log.debug("finish_exited", exit_code=new["finish_code"])
+        elif state is State.DOWN and new.gave_up:
+            log.info("service_failed", reason="finish exited 125" if new.finish_code == 125
+                     else "restart policy", exit_code=new.exit_code)
+        if was is State.FINISHING and new.finish_code is not None:
+            log.debug("finish_exited", exit_code=new.finish_code)
 
     # --- converging on what is wanted --------------------------------------------------
 
     def deps_ready(self, svc: Service) -> bool:
         for dep in svc.spec.depends_on:
             d = self.services.get(dep)
-            if d is None or d.retiring or d.report["state"] not in SATISFIED:
+            if d is None or d.retiring or d.report.state not in SATISFIED:
                 return False
         return True
 
@@ -312,13 +322,13 @@ class Core:
             if svc.want is Want.UP and not svc.sent_up and svc.monitor_pid is not None \
                     and not svc.exit_sent and not svc.retiring and self.deps_ready(svc):
                 svc.sent_up = True
-                self.send(svc, {"cmd": wire.UP})
+                self.send(svc, Command(Cmd.UP))
         if not self.booted and all(
-            s.report["state"] in SATISFIED for s in self.services.values() if not s.spec.down
+            s.report.state in SATISFIED for s in self.services.values() if not s.spec.down
         ):
             self.booted = True
             took = time.monotonic() - self.t0
-            up = sum(1 for s in self.services.values() if s.report["state"] in SATISFIED)
+            up = sum(1 for s in self.services.values() if s.report.state in SATISFIED)
             self.log.info("tree_up", services=up, duration=round(took, 3))
             if os.isatty(1):  # a person is watching: one plain summary line
                 self.streams.own_line(1, f"{up} service{'s' if up != 1 else ''} up in {took * 1000:.0f} ms\n")
@@ -335,25 +345,25 @@ class Core:
         svc.want = Want.UP
         svc.user_set = True
         if svc.sent_up:
-            self.send(svc, {"cmd": wire.UP})
+            self.send(svc, Command(Cmd.UP))
         self.converge()
 
     def want_down(self, svc: Service) -> None:
         svc.want = Want.DOWN
         svc.user_set = True
         svc.sent_up = False
-        self.send(svc, {"cmd": wire.DOWN})
+        self.send(svc, Command(Cmd.DOWN))
 
     def restart(self, svc: Service) -> None:
         if svc.sent_up:
             svc.want = Want.UP
             svc.user_set = True
-            self.send(svc, {"cmd": wire.RESTART})
+            self.send(svc, Command(Cmd.RESTART))
         else:
             self.want_up(svc)
 
     def signal_service(self, svc: Service, sig: int) -> None:
-        self.send(svc, {"cmd": wire.SIGNAL, "sig": sig})
+        self.send(svc, Command(Cmd.SIGNAL, sig))
 
     # --- the main command ---------------------------------------------------------------
 
@@ -450,7 +460,7 @@ class Core:
         if svc.monitor_pid is None:
             svc.gone = True
             return
-        self.send(svc, {"cmd": wire.EXIT})
+        self.send(svc, Command(Cmd.EXIT))
         pid = svc.monitor_pid
         spec = svc.spec
         svc.exit_timer = self.loop.call_later(
@@ -460,7 +470,7 @@ class Core:
     def _monitor_overdue(self, svc: Service, pid: int) -> None:
         if svc.monitor_pid != pid:
             return
-        self.log.warning("monitor_stuck", service=svc.name, monitor=pid, service_pid=svc.report.get("pid"))
+        self.log.warning("monitor_stuck", service=svc.name, monitor=pid, service_pid=svc.report.pid)
         osutil.kill_quietly(pid, signal.SIGKILL)  # on_monitor_exit then kills its service
 
     def remaining(self) -> "list[int]":
@@ -578,7 +588,7 @@ class Core:
                     break
                 if not data:
                     break
-                self.on_report(svc, wire.decode(data))
+                self.take_report(svc, data)
             self.loop.forget(sock)
             sock.close()
         svc.sock = None
@@ -589,7 +599,7 @@ class Core:
             svc.exit_timer.cancel()
             svc.exit_timer = None
         expected = svc.exit_sent and code == 0
-        pid, pgid = svc.report.get("pid"), svc.report.get("pgid")
+        pid, pgid = svc.report.pid, svc.report.pgid
         if not expected:
             # Its service must not run unsupervised: kill what we know of it, and what it
             # left behind (re-parented to us when the monitor died).
@@ -603,8 +613,11 @@ class Core:
         # Killed first, then drained: a leftover that writes faster than we read must
         # not keep us here (and what it could still write is bounded by the pipe).
         self.close_output(svc)
-        svc.restarts_before = svc.report.get("restarts", 0) + (1 if pid else 0)
-        svc.report = dict(svc.report, state=State.DOWN.value, pid=None, ready=False)
+        svc.restarts_before = svc.report.restarts + (1 if pid else 0)
+        # The core's own report of a dead monitor: a number of its own, so that waiters
+        # see it; the next monitor's reports go on from there.
+        svc.report = replace(svc.report, seq=svc.report.seq + 1, prev=svc.report.state,
+                             state=State.DOWN, pid=None, ready=False, event=None, error=None)
         if svc.retiring:
             svc.gone = True
             self.retired(svc)
@@ -635,7 +648,7 @@ class Core:
         # is re-parented to us only once it is dead, maybe after the helper looked: look
         # again once it has been reaped.
         svc = self.services.get(name)
-        pid = svc.report.get("pid") if svc is not None else None
+        pid = svc.report.pid if svc is not None else None
         if pid in candidates:
 
             def reaped(status: int) -> None:
@@ -691,7 +704,8 @@ class Core:
             new = Service(old.replacement)
             if old.user_set and old.spec.down == new.spec.down:
                 new.want, new.user_set = old.want, True
-            new.restarts_before = old.report.get("restarts", 0)
+            new.restarts_before = old.report.restarts
+            new.report = replace(new.report, seq=old.report.seq + 1)  # numbers go on
             self.services[name] = new
             self.start_monitor(new)
         for fn in list(self.retired_listeners):  # a queued reload may run now
