@@ -29,6 +29,7 @@ EVENTS = {
     "finish_exited": "finish exited (exit_code)",
     "monitor_died": "a monitor died; its service is killed and restarted",
     "tree_up": "every service not marked down was ready or done at once: boot is over (services, duration)",
+    "reports_coalesced": "a monitor replaced reports the core did not read in time by its latest (reports)",
     "main_started": "the main command started (pid)",
     "main_exited": "the main command exited (exit_code)",
     "signal_forwarded": "a signal went to the main command",

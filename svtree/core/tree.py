@@ -20,12 +20,13 @@ from dataclasses import replace
 from typing import Callable
 
 from svtree import exitcodes, osutil, wire
+from svtree.core import report_log
 from svtree.core.output import Output, PrefixedPipe
 from svtree.messages import Cmd, Command, MessageError, Report, decode_report, encode
 from svtree.monitor import monitor_main
 from svtree.plan import Plan, ServiceSpec
 from svtree.signames import signal_name
-from svtree.states import DOWN_STATES, SATISFIED, Ev, State, Want
+from svtree.states import DOWN_STATES, SATISFIED, State, Want
 
 NOT_FORWARDED = {
     signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
@@ -255,7 +256,9 @@ class Core:
         old = svc.report
         msg = replace(msg, restarts=msg.restarts + svc.restarts_before)
         svc.report = msg
-        self.log_transition(svc, old, msg)
+        log = self.log.bind(service=svc.name)
+        for level, event, fields in report_log.said(msg, missed=max(0, msg.seq - old.seq - 1)):
+            getattr(log, level)(event, **fields)
         if old.pid and msg.pid is None:
             for pipe in svc.pipes:
                 pipe.run_ended()
@@ -270,39 +273,6 @@ class Core:
                 self.begin_shutdown(f"oneshot {svc.name} failed")
         self.converge()
         self.notify_listeners()
-
-    def log_transition(self, svc: Service, old: Report, new: Report) -> None:
-        log = self.log.bind(service=svc.name)
-        state, was = new.state, old.state
-        if new.error:
-            log.warning("retry_later", error=new.error)
-        if new.pid and new.pid != old.pid:
-            log.info("service_started", pid=new.pid, restarts=new.restarts)
-        if old.pid and new.pid is None and new.event is Ev.EXITED:
-            fields = {"uptime": round(new.last_uptime or 0.0, 3)}
-            if new.exit_code is None:
-                fields["signal"] = signal_name(new.exit_signal or 0)
-            else:
-                fields["exit_code"] = new.exit_code
-            log.info("service_exited", pid=old.pid, **fields)
-        if state == was:
-            return
-        if state is State.READY:
-            log.info("service_ready", pid=new.pid)
-        elif state is State.BACKOFF:
-            log.info("service_restarting", delay=new.delay)
-        elif state is State.FAILED:
-            log.warning("service_failed", exit_code=new.exit_code,
-                        signal=new.exit_signal or None)
-        elif state is State.DONE:
-            log.info("service_done")
-        elif state is State.DOWN and was in (State.STOPPING, State.FINISHING):
-            log.info("service_stopped")
-        elif state is State.DOWN and new.gave_up:
-            log.info("service_failed", reason="finish exited 125" if new.finish_code == 125
-                     else "restart policy", exit_code=new.exit_code)
-        if was is State.FINISHING and new.finish_code is not None:
-            log.debug("finish_exited", exit_code=new.finish_code)
 
     # --- converging on what is wanted --------------------------------------------------
 

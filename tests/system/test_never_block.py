@@ -338,6 +338,31 @@ def test_a_core_that_does_not_read_for_a_while_keeps_its_monitors(tree, run_svtr
     assert sv.stop() == 0
 
 
+def test_a_core_that_did_not_read_says_how_many_reports_it_missed(tree, run_svtree):
+    """The monitor holds 64 reports the socket has no room for, then only its latest:
+    the core, woken again, sees the gap in the sequence numbers and says so once per gap
+    (and the service's status is the latest)."""
+    tree.service("flap", tree.sh("echo start flap $(date +%s%N) >> $EVENTS\nexit 1\n"),
+                 toml="restart_delay = 0.01\nrestart_delay_max = 0.02\n")
+    sv = run_svtree()
+    wait_for(lambda: len(starts(tree, "flap")) >= 3, what="flapping")
+    os.kill(sv.pid1, signal.SIGSTOP)
+    try:
+        # Each run is three reports or more: 400 runs overflow the socket and the queue.
+        before = len(starts(tree, "flap"))
+        wait_for(lambda: len(starts(tree, "flap")) >= before + 400, timeout=90,
+                 what="400 runs while the core is stopped")
+    finally:
+        os.kill(sv.pid1, signal.SIGCONT)
+    wait_for(lambda: "reports_coalesced" in sv.stderr(), timeout=30, what="reports_coalesced")
+    missed = [int(n) for n in re.findall(r"reports_coalesced\s.*reports=(\d+)", sv.stderr())]
+    assert missed and all(n >= 1 for n in missed), sv.stderr()[-2000:]
+    n = len(starts(tree, "flap"))
+    wait_for(lambda: sv.status()["flap"]["restarts"] >= n - 1, what="the latest status")
+    assert "internal_error" not in sv.stderr() and "monitor_died" not in sv.stderr()
+    assert sv.stop() == 0
+
+
 def test_a_stopped_monitor_does_not_hang_the_shutdown(tree):
     # svtree as a child subreaper (not PID 1): what it leaves behind would survive it.
     tree.service("svc", tree.sh("echo start svc $$ >> $EVENTS\nexec sleep 1000\n"),

@@ -14,8 +14,8 @@ from svtree.log import EVENTS
 
 # Where code logs an event through a table instead of a literal name (`log.info(table[x])`):
 # (module, attribute) of each such table, a dict whose values (or a collection whose
-# items) are the event names it logs. None today.
-EVENT_TABLES: "list[tuple[str, str]]" = []
+# items) are the event names it logs.
+EVENT_TABLES: "list[tuple[str, str]]" = [("svtree.core.report_log", "NAMES")]
 
 # Events the README promises that nothing logs yet (or only at a level svtree does not
 # show), each with why. The test fails as soon as one is logged, so that an entry cannot
@@ -23,8 +23,6 @@ EVENT_TABLES: "list[tuple[str, str]]" = []
 PENDING = {
     "service_waiting": "to be logged by the core (branch core-clarity, issue 14): once per wait, "
                        "when a service wanted up has a monitor but its dependencies are not ready",
-    "finish_exited": "logged at debug, which log.setup filters out (info and above): the core "
-                     "is to log it at info (branch core-clarity, issue 14)",
     "signal_forwarded": "logged at debug, which log.setup filters out: the core is to log it at "
                         "info (branch core-clarity, issue 14; a burst of forwarded signals is "
                         "bounded by the stderr queue like any other lines)",
