@@ -384,8 +384,10 @@ class Server:
         if core.shutting_down:
             client.reply({"ok": False, "error": "svtree is shutting down"})
             return
-        # Every report is a new dict: while a service's report is the one it had when the
-        # request came in, nothing has happened yet, and a `failed` there is old news.
+        # Each report has a higher number than the last (for the record's whole life, and
+        # a reload's replacement goes on from there): while a service's number is the one
+        # it had when the request came in, nothing has happened yet, and a `failed` there
+        # is old news.
         reports = {n: core.services[n].report for n in names}
         for n in names:
             action(core.services[n])
@@ -398,7 +400,7 @@ class Server:
                 svc = core.services.get(n)
                 if svc is None:
                     continue  # removed by a reload meanwhile
-                verdict = until(svc, reports[n], svc.report is not reports[n])
+                verdict = until(svc, reports[n], svc.report.seq > reports[n].seq)
                 if verdict is not True:
                     return verdict
             return True
