@@ -70,7 +70,7 @@ def status_row(svc, now: float) -> dict:
         last_exit = None
     return {
         "name": svc.name,
-        "state": svc.state,
+        "state": svc.state.value,
         "pid": pid,
         "uptime": round(now - started, 3) if pid and started is not None else None,
         "restarts": r.restarts,
@@ -88,7 +88,7 @@ def check_problem(core) -> "str | None":
     """The first service that keeps the tree from being healthy, as one line."""
     for name in core.ordered_names():
         svc = core.services[name]
-        st = svc.state
+        st = svc.state.value
         if st == "failed":
             return f"{name} is failed"
         if svc.want.value == "up" and st not in SATISFIED:

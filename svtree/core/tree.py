@@ -21,12 +21,13 @@ from typing import Callable
 
 from svtree import exitcodes, osutil, wire
 from svtree.core import report_log
+from svtree.core.records import Do, Life, LifeEv, Retirement, Service, next_life
 from svtree.core.output import Output, PrefixedPipe
 from svtree.messages import Cmd, Command, MessageError, Report, decode_report, encode
 from svtree.monitor import monitor_main
 from svtree.plan import Plan, ServiceSpec
 from svtree.signames import signal_name
-from svtree.states import DOWN_STATES, SATISFIED, State, Want
+from svtree.states import SATISFIED, State, Want
 
 NOT_FORWARDED = {
     signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
@@ -43,42 +44,17 @@ MAX_QUEUED_COMMANDS = 64  # per monitor that does not read; then only what matte
 SERVICE_ENV = "SVTREE_SERVICE"
 
 
-class Service:
-    """The core's record of one service. `want` is what the core asked for; the rest
-    mirrors the monitor's last report."""
+class Link:
+    """The core's end of one monitor: its pid, socket, commands waiting for room, output
+    pipes, and the deadline of its exit after `exit`."""
 
-    def __init__(self, spec: ServiceSpec) -> None:
-        self.spec = spec
-        self.want = Want.DOWN if spec.down else Want.UP
-        self.sent_up = False  # `up` sent to the current monitor
-        self.monitor_pid: "int | None" = None
-        self.sock: "socket.socket | None" = None
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
         # Commands the monitor's socket had no room for yet (a monitor that does not read).
         self.outbox: "collections.deque[tuple[Cmd, bytes]]" = collections.deque()
-        self.exit_timer = None  # the deadline of the monitor's exit after `exit`
         self.pipes: "list[PrefixedPipe]" = []
-        # The monitor's last report (before the first: DOWN, sequence number 0).
-        self.report = Report(seq=0, state=State.DOWN, prev=State.DOWN, want=Want.DOWN)
-        self.exit_sent = False  # shutdown or removal: the monitor was told to exit
-        self.gone = False  # its monitor has exited after `exit` (or died during shutdown)
-        self.restarts_before = 0  # restarts counted by monitors that died
-        self.user_set = False  # want was set by ctl start/stop/restart
-        # Reload: the record is being stopped for good; `replacement` (a changed
-        # service's new spec) starts once it is gone, after the services in
-        # `retire_after` (its old dependents that are also going) are gone.
-        self.retiring = False
-        self.replacement: "ServiceSpec | None" = None
-        self.retire_after: "frozenset[str]" = frozenset()
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def state(self) -> str:
-        if self.want is Want.UP and not self.sent_up and self.report.state in DOWN_STATES:
-            return State.STARTING.value  # waiting for dependencies (or a monitor)
-        return self.report.state.value
+        self.exit_timer = None
 
 
 class Core:
@@ -123,9 +99,8 @@ class Core:
             svc = self.services[name]
             self.start_monitor(svc)
             # Services without dependencies start while the next monitors are forked.
-            if not svc.spec.depends_on and svc.want is Want.UP and svc.monitor_pid is not None:
-                svc.sent_up = True
-                self.send(svc, Command(Cmd.UP))
+            if not svc.spec.depends_on and svc.want is Want.UP and svc.life is Life.HELD:
+                self._advance(svc, LifeEv.START)
         self.converge()
 
     def _level_order(self) -> "list[str]":
@@ -148,8 +123,22 @@ class Core:
         env[SERVICE_ENV] = spec.name
         return env
 
+    def _advance(self, svc: Service, ev: LifeEv) -> None:
+        """The one place a record's life changes; what the transition asks for is done here."""
+        svc.life, do = next_life(svc.life, ev)
+        if do is Do.SEND_UP:
+            self.send(svc, Command(Cmd.UP))
+        elif do is Do.SEND_EXIT:
+            self._send_exit(svc)
+        elif do is Do.FORK:
+            self.start_monitor(svc)
+        elif do is Do.ENDED and svc.retirement is not None:
+            self.retired(svc)
+
     def start_monitor(self, svc: Service) -> None:
-        if self.shutting_down:
+        # A retry after a failed fork finds the record as it is now: still without a
+        # monitor and still ours (a reload may have retired it meanwhile), or nothing to do.
+        if self.shutting_down or svc.life is not Life.NO_MONITOR or self.services.get(svc.name) is not svc:
             return
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pipes: "list[tuple[int, int]]" = []
@@ -175,63 +164,61 @@ class Core:
             # never returns; its reports go on from this record's last sequence number
             monitor_main(svc.spec, child.fileno(), out_w, err_w, env, svc.report.seq + 1)
         child.close()
-        svc.monitor_pid = pid
-        svc.sock = parent
-        svc.outbox.clear()
-        svc.sent_up = False
-        svc.gone = False
+        link = svc.link = Link(pid, parent)
         self.by_monitor[pid] = svc
         parent.setblocking(False)
-        self.loop.add_reader(parent, lambda: self.on_monitor_message(svc, parent))
-        svc.pipes = []
+        self.loop.add_reader(parent, lambda: self.on_monitor_message(svc, link))
         for (r, w), target in zip(pipes, (1, 2)):
             os.close(w)
-            svc.pipes.append(self.streams.pipe(svc.name, r, target))
+            link.pipes.append(self.streams.pipe(svc.name, r, target))
+        self._advance(svc, LifeEv.FORKED)
 
     def send(self, svc: Service, cmd: Command) -> None:
         """Send a command to the monitor; what finds no room waits, in order, until
         the socket is writable (a lost `exit` would hang shutdown)."""
-        if svc.sock is None:
+        link = svc.link
+        if link is None:
             return
-        if len(svc.outbox) >= MAX_QUEUED_COMMANDS:
-            self._compact_commands(svc)
-        svc.outbox.append((cmd.kind, encode(cmd)))
-        if len(svc.outbox) == 1:
-            self._send_commands(svc)
+        if len(link.outbox) >= MAX_QUEUED_COMMANDS:
+            self._compact_commands(link)
+        link.outbox.append((cmd.kind, encode(cmd)))
+        if len(link.outbox) == 1:
+            self._send_commands(link)
 
-    def _send_commands(self, svc: Service) -> None:
-        sock = svc.sock
-        while svc.outbox and sock is not None:
+    def _send_commands(self, link: Link) -> None:
+        sock = link.sock
+        while link.outbox:
             try:
-                sock.send(svc.outbox[0][1])
+                sock.send(link.outbox[0][1])
             except BlockingIOError:
-                self.loop.add_writer(sock, lambda: self._send_commands(svc))
+                self.loop.add_writer(sock, lambda: self._send_commands(link))
                 return
             except OSError:
-                svc.outbox.clear()  # a dead monitor: the reaper deals with it
+                link.outbox.clear()  # a dead monitor: the reaper deals with it
                 break
-            svc.outbox.popleft()
-        if sock is not None:
-            self.loop.remove_writer(sock)
+            link.outbox.popleft()
+        self.loop.remove_writer(sock)
 
     @staticmethod
-    def _compact_commands(svc: Service) -> None:
+    def _compact_commands(link: Link) -> None:
         """A monitor that reads nothing (stopped): keep its latest want and an `exit`;
         signals for a process nobody supervises right now are dropped."""
-        wants = [m for m in svc.outbox if m[0] in (Cmd.UP, Cmd.DOWN, Cmd.RESTART)]
-        keep = wants[-1:] + [m for m in svc.outbox if m[0] is Cmd.EXIT][:1]
-        svc.outbox = collections.deque(keep)
+        wants = [m for m in link.outbox if m[0] in (Cmd.UP, Cmd.DOWN, Cmd.RESTART)]
+        keep = wants[-1:] + [m for m in link.outbox if m[0] is Cmd.EXIT][:1]
+        link.outbox = collections.deque(keep)
 
     # --- output -------------------------------------------------------------------------
 
-    def close_output(self, svc: Service) -> None:
+    @staticmethod
+    def close_output(link: Link) -> None:
         """The monitor is gone: what its pipes hold now is read (bounded), then closed."""
-        for pipe in svc.pipes:
+        for pipe in link.pipes:
             pipe.drain_and_close()
 
     # --- monitor reports ----------------------------------------------------------------
 
-    def on_monitor_message(self, svc: Service, sock: socket.socket) -> None:
+    def on_monitor_message(self, svc: Service, link: Link) -> None:
+        sock = link.sock
         try:
             data = sock.recv(wire.MAX_DATAGRAM)
         except BlockingIOError:
@@ -241,7 +228,7 @@ class Core:
         if not data:
             self.loop.remove_reader(sock)
             return  # EOF: the reaper will see the monitor's exit
-        if sock is svc.sock:
+        if link is svc.link:
             self.take_report(svc, data)
 
     def take_report(self, svc: Service, data: bytes) -> None:
@@ -259,8 +246,8 @@ class Core:
         log = self.log.bind(service=svc.name)
         for level, event, fields in report_log.said(msg, missed=max(0, msg.seq - old.seq - 1)):
             getattr(log, level)(event, **fields)
-        if old.pid and msg.pid is None:
-            for pipe in svc.pipes:
+        if old.pid and msg.pid is None and svc.link is not None:
+            for pipe in svc.link.pipes:
                 pipe.run_ended()
         if msg.gave_up and not old.gave_up:
             # `want` stays what was asked for: a service that ended on its own is still
@@ -279,7 +266,7 @@ class Core:
     def deps_ready(self, svc: Service) -> bool:
         for dep in svc.spec.depends_on:
             d = self.services.get(dep)
-            if d is None or d.retiring or d.report.state not in SATISFIED:
+            if d is None or d.retirement is not None or d.report.state not in SATISFIED:
                 return False
         return True
 
@@ -288,11 +275,9 @@ class Core:
             self.shutdown_progress()
             return
         self.retire_progress()
-        for svc in self.services.values():
-            if svc.want is Want.UP and not svc.sent_up and svc.monitor_pid is not None \
-                    and not svc.exit_sent and not svc.retiring and self.deps_ready(svc):
-                svc.sent_up = True
-                self.send(svc, Command(Cmd.UP))
+        for svc in list(self.services.values()):
+            if svc.want is Want.UP and svc.life is Life.HELD and self.deps_ready(svc):
+                self._advance(svc, LifeEv.START)
         if not self.booted and all(
             s.report.state in SATISFIED for s in self.services.values() if not s.spec.down
         ):
@@ -314,18 +299,18 @@ class Core:
     def want_up(self, svc: Service) -> None:
         svc.want = Want.UP
         svc.user_set = True
-        if svc.sent_up:
+        if svc.life is Life.UP_SENT:  # again: a service that ended on its own starts
             self.send(svc, Command(Cmd.UP))
         self.converge()
 
     def want_down(self, svc: Service) -> None:
         svc.want = Want.DOWN
         svc.user_set = True
-        svc.sent_up = False
+        self._advance(svc, LifeEv.STOP)
         self.send(svc, Command(Cmd.DOWN))
 
     def restart(self, svc: Service) -> None:
-        if svc.sent_up:
+        if svc.life is Life.UP_SENT:
             svc.want = Want.UP
             svc.user_set = True
             self.send(svc, Command(Cmd.RESTART))
@@ -391,22 +376,22 @@ class Core:
             dependents = self.live_dependents()
             memo: "dict[str, bool]" = {}
 
+            def gone(name: str) -> bool:
+                return name not in self.services or self.services[name].life is Life.GONE
+
             def all_gone(name: str) -> bool:
                 # Transitively: a dependent whose monitor died early is gone, but what
                 # depends on it may still run, and that needs us too.
                 if name not in memo:
-                    memo[name] = all(
-                        (d not in self.services or self.services[d].gone) and all_gone(d)
-                        for d in dependents.get(name, ())
-                    )
+                    memo[name] = all(gone(d) and all_gone(d) for d in dependents.get(name, ()))
                 return memo[name]
 
             for svc in list(self.services.values()):
-                if not svc.gone and not svc.exit_sent and all_gone(svc.name):
-                    self.stop_for_good(svc)
-                    if svc.gone:  # it had no monitor: what waited on it may go now
+                if svc.life not in (Life.EXIT_SENT, Life.GONE) and all_gone(svc.name):
+                    self._advance(svc, LifeEv.EXIT)
+                    if svc.life is Life.GONE:  # it had no monitor: what waited on it may go now
                         return self.shutdown_progress()
-            if all(s.gone for s in self.services.values()):
+            if all(s.life is Life.GONE for s in self.services.values()):
                 self.phase = "sweep"
                 self.begin_sweep()
         if self.phase in ("sweep", "sweep_killed"):
@@ -416,7 +401,7 @@ class Core:
         """Reverse edges of the services that exist now: the plan's, plus the old edges
         of services a reload is still retiring (not in the new plan, but still running
         on top of their dependencies)."""
-        if not any(s.retiring for s in self.services.values()):
+        if not any(s.retirement is not None for s in self.services.values()):
             return self.plan.dependents()
         rev: "dict[str, list[str]]" = {}
         for svc in self.services.values():
@@ -424,24 +409,20 @@ class Core:
                 rev.setdefault(dep, []).append(svc.name)
         return rev
 
-    def stop_for_good(self, svc: Service) -> None:
-        """Tell the monitor to stop its service and exit (shutdown, or removal)."""
-        svc.exit_sent = True
-        if svc.monitor_pid is None:
-            svc.gone = True
-            return
+    def _send_exit(self, svc: Service) -> None:
+        """Tell the monitor to stop its service and exit (shutdown, or retirement)."""
         self.send(svc, Command(Cmd.EXIT))
-        pid = svc.monitor_pid
+        link = svc.link
         spec = svc.spec
-        svc.exit_timer = self.loop.call_later(
+        link.exit_timer = self.loop.call_later(
             spec.stop_timeout + spec.finish_timeout + MONITOR_EXIT_GRACE,
-            lambda: self._monitor_overdue(svc, pid))
+            lambda: self._monitor_overdue(svc, link))
 
-    def _monitor_overdue(self, svc: Service, pid: int) -> None:
-        if svc.monitor_pid != pid:
+    def _monitor_overdue(self, svc: Service, link: Link) -> None:
+        if svc.link is not link:
             return
-        self.log.warning("monitor_stuck", service=svc.name, monitor=pid, service_pid=svc.report.pid)
-        osutil.kill_quietly(pid, signal.SIGKILL)  # on_monitor_exit then kills its service
+        self.log.warning("monitor_stuck", service=svc.name, monitor=link.pid, service_pid=svc.report.pid)
+        osutil.kill_quietly(link.pid, signal.SIGKILL)  # on_monitor_exit then kills its service
 
     def remaining(self) -> "list[int]":
         """Every live process but svtree and the spared ctl clients: all of the PID
@@ -549,26 +530,24 @@ class Core:
 
     def on_monitor_exit(self, svc: Service, code: "int | None", sig: int) -> None:
         # Read what the monitor said before it died, then forget its socket.
-        sock = svc.sock
-        if sock is not None:
-            while True:  # what it said before dying is still queued
-                try:
-                    data = sock.recv(wire.MAX_DATAGRAM, socket.MSG_DONTWAIT)
-                except OSError:
-                    break
-                if not data:
-                    break
-                self.take_report(svc, data)
-            self.loop.forget(sock)
-            sock.close()
-        svc.sock = None
-        svc.outbox.clear()
-        svc.monitor_pid = None
-        svc.sent_up = False
-        if svc.exit_timer is not None:
-            svc.exit_timer.cancel()
-            svc.exit_timer = None
-        expected = svc.exit_sent and code == 0
+        link = svc.link
+        sock = link.sock
+        while True:  # what it said before dying is still queued
+            try:
+                data = sock.recv(wire.MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except OSError:
+                break
+            if not data:
+                break
+            self.take_report(svc, data)
+        self.loop.forget(sock)
+        sock.close()
+        svc.link = None
+        link.outbox.clear()
+        if link.exit_timer is not None:
+            link.exit_timer.cancel()
+            link.exit_timer = None
+        expected = svc.life is Life.EXIT_SENT and code == 0
         pid, pgid = svc.report.pid, svc.report.pgid
         if not expected:
             # Its service must not run unsupervised: kill what we know of it, and what it
@@ -582,20 +561,15 @@ class Core:
                              service=svc.name, service_pid=pid)
         # Killed first, then drained: a leftover that writes faster than we read must
         # not keep us here (and what it could still write is bounded by the pipe).
-        self.close_output(svc)
+        self.close_output(link)
         svc.restarts_before = svc.report.restarts + (1 if pid else 0)
         # The core's own report of a dead monitor: a number of its own, so that waiters
         # see it; the next monitor's reports go on from there.
         svc.report = replace(svc.report, seq=svc.report.seq + 1, prev=svc.report.state,
                              state=State.DOWN, pid=None, ready=False, event=None, error=None)
-        if svc.retiring:
-            svc.gone = True
-            self.retired(svc)
-        elif svc.exit_sent or self.shutting_down:
-            svc.gone = True
-            svc.exit_sent = True
-        else:
-            self.start_monitor(svc)
+        # A new monitor, or (told to exit, retiring) the record is finished. During
+        # shutdown no monitor is forked: the record waits for its turn to be done.
+        self._advance(svc, LifeEv.MONITOR_EXITED)
         self.converge()
         self.notify_listeners()
 
@@ -641,9 +615,9 @@ class Core:
                 svc.spec = specs[name]  # same content (same digest)
         for name in going:
             svc = self.services[name]
-            svc.retiring = True
-            svc.replacement = specs.get(name)
-            svc.retire_after = frozenset(d for d in old_dependents.get(name, ()) if d in going)
+            svc.retirement = Retirement(
+                specs.get(name), frozenset(d for d in old_dependents.get(name, ()) if d in going))
+            self._advance(svc, LifeEv.RETIRE)
         for name in added:
             svc = Service(specs[name])
             self.services[name] = svc
@@ -653,29 +627,27 @@ class Core:
         self.converge()
 
     def retiring_count(self) -> int:
-        return sum(1 for s in self.services.values() if s.retiring)
+        return sum(1 for s in self.services.values() if s.retirement is not None)
 
     def retire_progress(self) -> None:
         for svc in list(self.services.values()):
-            if svc.retiring and not svc.exit_sent:
-                if not any(self.services.get(n) is not None and self.services[n].retiring
-                           for n in svc.retire_after):
-                    self.stop_for_good(svc)
-                    if svc.gone:  # it had no monitor
-                        self.retired(svc)
+            if svc.life is Life.RETIRING:
+                if not any(self.services.get(n) is not None and self.services[n].retirement is not None
+                           for n in svc.retirement.after):
+                    self._advance(svc, LifeEv.EXIT)
 
     def retired(self, old: Service) -> None:
         name = old.name
         if self.services.get(name) is not old:
             return
-        if old.replacement is None or self.shutting_down:
+        replacement = old.retirement.replacement
+        if replacement is None or self.shutting_down:
             del self.services[name]
         else:
-            new = Service(old.replacement)
+            new = Service(replacement, seq=old.report.seq + 1)  # its reports' numbers go on
             if old.user_set and old.spec.down == new.spec.down:
                 new.want, new.user_set = old.want, True
             new.restarts_before = old.report.restarts
-            new.report = replace(new.report, seq=old.report.seq + 1)  # numbers go on
             self.services[name] = new
             self.start_monitor(new)
         for fn in list(self.retired_listeners):  # a queued reload may run now

@@ -1,0 +1,137 @@
+"""The core's record of one service, and its life: where the record stands with its
+monitor, as one enum with one total transition table.
+
+`want` (what ctl or the tree asks for) stays apart from `life`, and both apart from the
+monitor's last report (what the service is doing). A record's life changes only through
+`next_life(life, event)`, which returns the new life and the one thing the core must do
+about it (`Do`); the core carries that out in one place (Core._advance).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from svtree.messages import Report
+from svtree.plan import ServiceSpec
+from svtree.states import DOWN_STATES, State, Want
+
+
+class Life(enum.Enum):
+    NO_MONITOR = "no_monitor"  # to be forked: first start, after its monitor died, or a
+    #                            failed fork's retry is pending (during shutdown: never)
+    HELD = "held"  # monitor running, `up` not sent (dependencies not ready, or wanted down)
+    UP_SENT = "up_sent"  # its monitor was told `up`
+    RETIRING = "retiring"  # a reload removes or changes it: waits for its retiring
+    #                        dependents to be gone before `exit`; never told `up` again
+    EXIT_SENT = "exit_sent"  # told to exit (shutdown or retirement); its monitor exits next
+    GONE = "gone"  # its monitor exited for good (or it never had one): finished
+
+
+class LifeEv(enum.Enum):
+    FORKED = "forked"  # a monitor was forked for it
+    START = "start"  # wanted up, its dependencies are satisfied: its monitor gets `up`
+    STOP = "stop"  # ctl stop: wanted down (`up` must be sent again to start it)
+    RETIRE = "retire"  # a reload removes or changes it
+    EXIT = "exit"  # its turn to stop for good: shutdown order, or its retirement
+    MONITOR_EXITED = "monitor_exited"  # its monitor was reaped
+
+
+class Do(enum.Enum):
+    """What the core does after a transition."""
+
+    NOTHING = "nothing"
+    SEND_UP = "send_up"  # tell the monitor `up`
+    SEND_EXIT = "send_exit"  # tell the monitor `exit`, with a deadline (Core: monitor_stuck)
+    FORK = "fork"  # fork a monitor for it (not during shutdown: then it waits for EXIT)
+    ENDED = "ended"  # finished: a retiring record is removed, or replaced by its new spec
+
+
+class LifeError(RuntimeError):
+    """The core fed a record an event its life cannot take: a bug of the core's."""
+
+
+L, E = Life, LifeEv
+_ = None  # impossible: the core never feeds this pair (LifeError if it does)
+
+
+def _same(life: Life) -> "tuple[Life, Do]":
+    """Nothing happens."""
+    return life, Do.NOTHING
+
+
+LIFE_TABLE: "dict[Life, dict[LifeEv, tuple[Life, Do] | None]]" = {
+    L.NO_MONITOR: {
+        E.FORKED: (L.HELD, Do.NOTHING), E.START: _, E.STOP: _same(L.NO_MONITOR),
+        # Nothing runs without a monitor: retiring or stopping it is immediate.
+        E.RETIRE: (L.GONE, Do.ENDED), E.EXIT: (L.GONE, Do.ENDED), E.MONITOR_EXITED: _,
+    },
+    L.HELD: {
+        E.FORKED: _, E.START: (L.UP_SENT, Do.SEND_UP), E.STOP: _same(L.HELD),
+        E.RETIRE: (L.RETIRING, Do.NOTHING), E.EXIT: (L.EXIT_SENT, Do.SEND_EXIT),
+        E.MONITOR_EXITED: (L.NO_MONITOR, Do.FORK),
+    },
+    L.UP_SENT: {
+        E.FORKED: _, E.START: _, E.STOP: (L.HELD, Do.NOTHING),
+        E.RETIRE: (L.RETIRING, Do.NOTHING), E.EXIT: (L.EXIT_SENT, Do.SEND_EXIT),
+        E.MONITOR_EXITED: (L.NO_MONITOR, Do.FORK),
+    },
+    L.RETIRING: {
+        E.FORKED: _, E.START: _, E.STOP: _same(L.RETIRING), E.RETIRE: _,
+        E.EXIT: (L.EXIT_SENT, Do.SEND_EXIT), E.MONITOR_EXITED: (L.GONE, Do.ENDED),
+    },
+    L.EXIT_SENT: {
+        E.FORKED: _, E.START: _, E.STOP: _same(L.EXIT_SENT), E.RETIRE: _, E.EXIT: _,
+        E.MONITOR_EXITED: (L.GONE, Do.ENDED),
+    },
+    L.GONE: {
+        E.FORKED: _, E.START: _, E.STOP: _same(L.GONE), E.RETIRE: _, E.EXIT: _,
+        E.MONITOR_EXITED: _,
+    },
+}
+
+
+def next_life(life: Life, ev: LifeEv) -> "tuple[Life, Do]":
+    """The one transition function of a record's life."""
+    row = LIFE_TABLE[life][ev]
+    if row is None:
+        raise LifeError(f"{ev.value} cannot happen to a record that is {life.value}")
+    return row
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """Why a reload retires a record: `replacement` (a changed service's new spec; None
+    when removed) starts once it is gone, which waits for `after` (its old dependents
+    that are going too) to be gone first."""
+
+    replacement: "ServiceSpec | None"
+    after: "frozenset[str]"
+
+
+class Service:
+    """The core's record of one service."""
+
+    def __init__(self, spec: ServiceSpec, seq: int = 0) -> None:
+        self.spec = spec
+        self.want = Want.DOWN if spec.down else Want.UP
+        self.user_set = False  # want was set by ctl start/stop/restart
+        self.life = Life.NO_MONITOR  # changed only by Core._advance
+        # The monitor's last report (before the first: DOWN, numbered `seq`).
+        self.report = Report(seq=seq, state=State.DOWN, prev=State.DOWN, want=Want.DOWN)
+        self.restarts_before = 0  # restarts counted by monitors that died
+        self.retirement: "Retirement | None" = None  # set when a reload retires it
+        self.link = None  # the core's end of its monitor (core/monitors.py), while it has one
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def state(self) -> State:
+        """The state ctl shows: the monitor's, but `starting` while it is wanted up and
+        waits for its dependencies (or for a monitor)."""
+        if self.want is Want.UP and self.life in (Life.NO_MONITOR, Life.HELD) \
+                and self.report.state in DOWN_STATES:
+            return State.STARTING
+        return self.report.state
