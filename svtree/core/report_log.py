@@ -12,8 +12,6 @@ reports it never got (see `said`).
 
 from __future__ import annotations
 
-from typing import Callable
-
 from svtree.messages import Report
 from svtree.signames import signal_name
 from svtree.states import Ev, State
@@ -65,7 +63,7 @@ def _down(r: Report):
     return None  # wanted down while nothing ran (a backoff cancelled, a first report)
 
 
-Row = "Callable[[Report], Said | None] | None"
+Row = "Callable[[Report], Said | None] | None"  # for the reader: a function or None
 
 BY_EVENT: "dict[Ev, Row]" = {
     Ev.WANT_UP: None, Ev.WANT_DOWN: None, Ev.RESTART: None,

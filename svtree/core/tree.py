@@ -22,6 +22,7 @@ from typing import Callable
 from svtree import exitcodes, osutil, wire
 from svtree.core import report_log
 from svtree.core.records import Do, Life, LifeEv, Retirement, Service, next_life
+from svtree.core.shutdown import Phase, PhaseEv, next_phase
 from svtree.core.output import Output, PrefixedPipe
 from svtree.messages import Cmd, Command, MessageError, Report, decode_report, encode
 from svtree.monitor import monitor_main
@@ -77,8 +78,7 @@ class Core:
         self.main_code: "int | None" = None
         self.failed = False  # a critical service or a oneshot at boot failed: exit 1
         self.booted = False  # every service wanted up was once ready/done
-        self.shutting_down = False
-        self.phase = "run"  # run -> main -> services -> sweep -> done
+        self.phase = Phase.RUN  # changed only by _phase_event
         self.shutdown_started = 0.0
         self.sweep_deadline = None
         self.spared: "set[int]" = set()  # ctl clients waiting for the end
@@ -350,29 +350,47 @@ class Core:
 
     # --- shutdown -----------------------------------------------------------------------
 
+    @property
+    def shutting_down(self) -> bool:
+        return self.phase is not Phase.RUN
+
+    def _phase_event(self, ev: PhaseEv) -> None:
+        """The one place the shutdown's phase changes; entering a phase starts its work."""
+        new = next_phase(self.phase, ev)
+        if new is self.phase:
+            return
+        self.phase = new
+        if new is Phase.MAIN:
+            self._stop_main()
+        elif new is Phase.SWEEP:
+            self.begin_sweep()
+        elif new is Phase.SWEEP_KILLED:
+            self._kill_remaining()
+        elif new is Phase.DONE:
+            self._sweep_done()
+
     def begin_shutdown(self, reason: str) -> None:
         if self.shutting_down:
-            return
-        self.shutting_down = True
+            return  # the first reason stands
         self.shutdown_started = time.monotonic()
         self.log.info("shutdown_begin", reason=reason)
+        self._phase_event(PhaseEv.BEGIN)
+        self.shutdown_progress()
+
+    def _stop_main(self) -> None:
         if self.main_pid is not None:
-            self.phase = "main"
             osutil.kill_quietly(self.main_pid, signal.SIGTERM)
             osutil.kill_quietly(self.main_pid, signal.SIGCONT)
             pid = self.main_pid
             self.loop.call_later(self.main_stop_timeout,
                                  lambda: self.main_pid == pid and osutil.kill_quietly(pid, signal.SIGKILL))
-        else:
-            self.phase = "services"
-        self.shutdown_progress()
 
     def shutdown_progress(self) -> None:
-        if self.phase == "main":
+        if self.phase is Phase.MAIN:
             if self.main_pid is not None:
                 return
-            self.phase = "services"
-        if self.phase == "services":
+            self._phase_event(PhaseEv.MAIN_GONE)
+        if self.phase is Phase.SERVICES:
             dependents = self.live_dependents()
             memo: "dict[str, bool]" = {}
 
@@ -392,9 +410,8 @@ class Core:
                     if svc.life is Life.GONE:  # it had no monitor: what waited on it may go now
                         return self.shutdown_progress()
             if all(s.life is Life.GONE for s in self.services.values()):
-                self.phase = "sweep"
-                self.begin_sweep()
-        if self.phase in ("sweep", "sweep_killed"):
+                self._phase_event(PhaseEv.SERVICES_GONE)
+        if self.phase in (Phase.SWEEP, Phase.SWEEP_KILLED):
             self.sweep_progress()
 
     def live_dependents(self) -> "dict[str, list[str]]":
@@ -446,13 +463,15 @@ class Core:
         self.sweep_deadline = self.loop.call_later(self.kill_grace, self.sweep_kill)
 
     def sweep_kill(self) -> None:
+        self._phase_event(PhaseEv.GRACE_OVER)
+        self.sweep_progress()
+
+    def _kill_remaining(self) -> None:
         left = self.remaining()
         if left:
             self.log.warning("shutdown_kill", remaining=len(left))
         for p in left:
             osutil.kill_quietly(p, signal.SIGKILL)
-        self.phase = "sweep_killed"
-        self.sweep_progress()
 
     def sweep_progress(self) -> None:
         """Called on every event of the sweep (each reap pass, above all): cheap. While a
@@ -461,7 +480,7 @@ class Core:
         PID 1: `docker exec`'d ones): one walk finds them, and each is watched through a
         pidfd, whose readiness (the process ended) is the next event."""
         me = os.getpid()
-        if self.phase == "sweep":
+        if self.phase is Phase.SWEEP:
             if any(p not in self.spared and not osutil.is_zombie(p) for p in osutil.children(me)):
                 return
             if self.is_pid1:
@@ -469,19 +488,21 @@ class Core:
                 if left:
                     self._watch_strangers(left)
                     return
-        elif self.phase == "sweep_killed":
+        elif self.phase is Phase.SWEEP_KILLED:
             # Our own children must be reaped; others (docker exec'd) the kernel ends.
             if osutil.children(me):
                 return
         else:
             return
+        self._phase_event(PhaseEv.NOTHING_LEFT)
+
+    def _sweep_done(self) -> None:
         if self.sweep_deadline is not None:
             self.sweep_deadline.cancel()
         for fd in self.sweep_strangers.values():
             self.loop.remove_reader(fd)
             os.close(fd)
         self.sweep_strangers.clear()
-        self.phase = "done"
         self.loop.running = False
 
     def _watch_strangers(self, pids: "list[int]") -> None:
