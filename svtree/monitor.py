@@ -31,8 +31,7 @@ import time
 from svtree import osutil, wire
 from svtree.messages import Cmd, Report, decode_command, encode
 from svtree.states import (
-    Ev, Event, Kill, KillFinish, RunFinish, Spawn, StartProbe, State, Status, StopProbe, Want,
-    step,
+    Ev, Event, Kill, KillFinish, RunFinish, Spawn, StartProbe, State, Status, StopProbe, step,
 )
 
 SIGKILL = signal.SIGKILL

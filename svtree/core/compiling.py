@@ -87,10 +87,10 @@ class Compilation:
     """One compile in a child process. `on_done(outcome)` is called once: with the result,
     or with an error when the child overran `timeout` seconds (None: no deadline) or
     MAX_RESULT, or ended without a result. `on_exit()` is called once the child has been
-    reaped, through `children` (the core's other_children; the first compile runs before
-    the core exists and hands its own dict over)."""
+    reaped: `watch(pid, callback)` registers it with the reaper (Core.watch_child; the
+    first compile runs before the core exists and hands what it registered over)."""
 
-    def __init__(self, loop, children: "dict[int, Callable[[int], None]]",
+    def __init__(self, loop, watch: "Callable[[int, Callable[[int], None]], None]",
                  job: "Callable", cache: "dict | None", timeout: "float | None",
                  on_done: "Callable[[Outcome], None]",
                  on_exit: "Callable[[], None] | None" = None) -> None:
@@ -106,7 +106,7 @@ class Compilation:
         except OSError:
             pass
         try:
-            self.helper = Helper(loop, children, CHILD_NAME, [w], lambda: _compile(w, job, cache),
+            self.helper = Helper(loop, watch, CHILD_NAME, [w], lambda: _compile(w, job, cache),
                                  timeout, on_overrun=self._overran, on_exit=self._exited)
         except OSError:
             os.close(r)

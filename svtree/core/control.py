@@ -58,42 +58,30 @@ def request_timeout(req: dict) -> "float | None":
     return float(value)
 
 
-def status_row(svc, now: float) -> dict:
-    r = svc.report
-    pid = r.pid
-    started = r.started_at
-    if r.exit_code is not None:
-        last_exit = r.exit_code
-    elif r.exit_signal:
-        last_exit = -r.exit_signal
+def status_row(v, now: float) -> dict:
+    """One service's line of `ctl status`, from its View (core/records.py)."""
+    pid = v.pid
+    started = v.started_at
+    if v.exit_code is not None:
+        last_exit = v.exit_code
+    elif v.exit_signal:
+        last_exit = -v.exit_signal
     else:
         last_exit = None
     return {
-        "name": svc.name,
-        "state": svc.state.value,
+        "name": v.name,
+        "state": v.state.value,
         "pid": pid,
         "uptime": round(now - started, 3) if pid and started is not None else None,
-        "restarts": r.restarts,
+        "restarts": v.restarts,
         "last_exit": last_exit,
-        "ready": svc.state in SATISFIED,
-        "want": svc.want.value,
-        "type": svc.spec.type,
+        "ready": v.state in SATISFIED,
+        "want": v.want.value,
+        "type": v.type,
     }
 
 
 WAIT_STATES = {"up": UP_STATES, "ready": SATISFIED, "down": DOWN_STATES}
-
-
-def check_problem(core) -> "str | None":
-    """The first service that keeps the tree from being healthy, as one line."""
-    for name in core.ordered_names():
-        svc = core.services[name]
-        st = svc.state.value
-        if st == "failed":
-            return f"{name} is failed"
-        if svc.want.value == "up" and st not in SATISFIED:
-            return f"{name} is {st}, wanted up"
-    return None
 
 
 class Client:
@@ -107,7 +95,7 @@ class Client:
         self.reading = True  # its request is not complete yet
         self.waiting: "str | None" = None  # "wait" or "reload" while it waits
         self.unsent: "memoryview | None" = None  # the part of the reply not sent yet
-        self.timer = server.core.loop.call_later(REQUEST_DEADLINE, self.expire)
+        self.timer = server.loop.call_later(REQUEST_DEADLINE, self.expire)
 
     def expire(self) -> None:
         self.reply({"ok": False, "error": "request not received in time"})
@@ -116,7 +104,7 @@ class Client:
         """The deadline of the phase the client enters now (None: none)."""
         self.timer.cancel()
         if delay is not None:
-            self.timer = self.server.core.loop.call_later(delay, callback)
+            self.timer = self.server.loop.call_later(delay, callback)
 
     def on_readable(self) -> None:
         try:
@@ -136,7 +124,7 @@ class Client:
         line = self.buf.split(b"\n", 1)[0]
         self.buf = b""
         self.reading = False
-        self.server.core.loop.remove_reader(self.sock)
+        self.server.loop.remove_reader(self.sock)
         self.timer.cancel()
         if len(line) > wire.MAX_REQUEST:
             self.reply({"ok": False, "error": f"request larger than {wire.MAX_REQUEST} bytes"})
@@ -146,7 +134,7 @@ class Client:
         except Exception as e:
             # The reader is off and the deadline cancelled: without this reply the
             # connection would stay open for ever (one fd leaked per bad request).
-            self.server.core.log.warning("control_error", error=repr(e), pid=self.pid)
+            self.server.log.warning("control_error", error=repr(e), pid=self.pid)
             self.reply({"ok": False, "error": f"internal error: {e!r}"})
 
     def serve(self, line: bytes) -> None:
@@ -175,7 +163,7 @@ class Client:
         if len(data) > MAX_REPLY:
             data = wire.encode_line({"ok": False, "error": f"reply larger than {MAX_REPLY} bytes"})
         self.unsent = memoryview(data)
-        loop = self.server.core.loop
+        loop = self.server.loop
         loop.remove_reader(self.sock)
         self.set_timer(REPLY_DEADLINE, self.close)
         self.send_reply()
@@ -202,7 +190,7 @@ class Client:
         self.waiting = None
         self.unsent = None
         self.timer.cancel()
-        self.server.core.loop.forget(self.sock)
+        self.server.loop.forget(self.sock)
         self.server.forget(self)
         try:
             self.sock.close()
@@ -211,15 +199,20 @@ class Client:
 
 
 class Server:
-    def __init__(self, core, path: str) -> None:
+    """`core` is used only through its interface (views, check, want_up, ...);
+    `reload(source, reply)` asks for a reload (core/reload.py's Reloader.request)."""
+
+    def __init__(self, loop, log, core, reload, path: str) -> None:
+        self.loop = loop
+        self.log = log
         self.core = core
+        self.reload = reload
         self.path = path
         self.clients: "dict[Client, None]" = {}  # an ordered set: oldest first
         self.waiters: "list[tuple[Client, callable, float | None]]" = []
-        self.lsock = self._listen(path, core.log)
-        core.loop.add_reader(self.lsock, self.accept)
-        core.state_listeners.append(self.check_waiters)
-        core.on_exit_hooks.append(self.on_exit)
+        self.lsock = self._listen(path, log)
+        loop.add_reader(self.lsock, self.accept)
+        core.subscribe(on_change=self.check_waiters)
 
     @staticmethod
     def _listen(path: str, log) -> socket.socket:
@@ -280,7 +273,7 @@ class Server:
         return lsock
 
     def close(self) -> None:
-        self.core.loop.remove_reader(self.lsock)
+        self.loop.remove_reader(self.lsock)
         self.lsock.close()
         try:
             os.unlink(self.path)
@@ -296,15 +289,15 @@ class Server:
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of fds: stop accepting for a moment instead of spinning.
-                    self.core.log.warning("retry_later", what="accept", error=e.strerror)
-                    self.core.loop.remove_reader(self.lsock)
-                    self.core.loop.call_later(0.5, lambda: self.core.loop.add_reader(self.lsock, self.accept))
+                    self.log.warning("retry_later", what="accept", error=e.strerror)
+                    self.loop.remove_reader(self.lsock)
+                    self.loop.call_later(0.5, lambda: self.loop.add_reader(self.lsock, self.accept))
                 return
             sock.setblocking(False)
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             pid, uid, _gid = struct.unpack("3i", creds)
             if uid not in (0, os.getuid()):
-                self.core.log.warning("control_refused", reason="uid not allowed", uid=uid, pid=pid)
+                self.log.warning("control_refused", reason="uid not allowed", uid=uid, pid=pid)
                 try:
                     sock.send(wire.encode_line({"ok": False, "error": "permission denied"}),
                               socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
@@ -324,7 +317,7 @@ class Server:
                 continue
             client = Client(self, sock, uid, pid)
             self.clients[client] = None
-            self.core.loop.add_reader(sock, client.on_readable)
+            self.loop.add_reader(sock, client.on_readable)
 
     def _evict_a_slow_client(self) -> bool:
         """Full: the oldest client still sending its request makes room (otherwise
@@ -367,7 +360,7 @@ class Server:
             names = []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise BadRequest("names must be a list of strings", usage=True)
-        unknown = [n for n in names if n not in self.core.services]
+        unknown = [n for n in names if self.core.view(n) is None]
         if unknown and verb not in wire.NO_NAMES:
             client.reply({"ok": False, "error": f'no service named "{unknown[0]}"'})
             return
@@ -375,8 +368,7 @@ class Server:
 
     def verb_status(self, client, req, names) -> None:
         now = time.monotonic()
-        names = names or self.core.ordered_names()
-        client.reply({"ok": True, "services": [status_row(self.core.services[n], now) for n in names]})
+        client.reply({"ok": True, "services": [status_row(v, now) for v in self.core.views(names)]})
 
     def _change(self, client, req, names, action, until) -> None:
         core = self.core
@@ -388,19 +380,19 @@ class Server:
         # a reload's replacement goes on from there): while a service's number is the one
         # it had when the request came in, nothing has happened yet, and a `failed` there
         # is old news.
-        reports = {n: core.services[n].report for n in names}
+        before = {n: core.view(n) for n in names}
         for n in names:
-            action(core.services[n])
+            action(n)
         if not req.get("wait"):
             client.reply({"ok": True})
             return
 
         def settled() -> "bool | str":
             for n in names:
-                svc = core.services.get(n)
-                if svc is None:
+                now = core.view(n)
+                if now is None:
                     continue  # removed by a reload meanwhile
-                verdict = until(svc, reports[n], svc.report.seq > reports[n].seq)
+                verdict = until(now, before[n], now.seq > before[n].seq)
                 if verdict is not True:
                     return verdict
             return True
@@ -408,27 +400,26 @@ class Server:
         self.add_waiter(client, settled, timeout)
 
     def verb_start(self, client, req, names) -> None:
-        def until(svc, before, news):
-            if svc.state in SATISFIED:
+        def until(v, before, news):
+            if v.state in SATISFIED:
                 return True
-            if news and (svc.state == "failed" or (svc.report.gave_up and svc.state == "down")):
-                return f"{svc.name} failed"
+            if news and (v.state.value == "failed" or (v.gave_up and v.state.value == "down")):
+                return f"{v.name} failed"
             return False
         self._change(client, req, names, self.core.want_up, until)
 
     def verb_stop(self, client, req, names) -> None:
         self._change(client, req, names, self.core.want_down,
-                     lambda svc, before, news: svc.state in DOWN_STATES)
+                     lambda v, before, news: v.state in DOWN_STATES)
 
     def verb_restart(self, client, req, names) -> None:
-        def until(svc, before, news):
+        def until(v, before, news):
             if not news:
                 return False
-            if svc.state == "failed":
-                return f"{svc.name} failed"
-            pid = svc.report.pid
-            moved = svc.report.restarts > before.restarts or (pid and pid != before.pid)
-            return bool(moved) and svc.state in SATISFIED
+            if v.state.value == "failed":
+                return f"{v.name} failed"
+            moved = v.restarts > before.restarts or (v.pid and v.pid != before.pid)
+            return bool(moved) and v.state in SATISFIED
         self._change(client, req, names, self.core.restart, until)
 
     def verb_signal(self, client, req, names) -> None:
@@ -439,9 +430,9 @@ class Server:
             sig = parse_signal(value)
         except ValueError as e:
             raise BadRequest(str(e), usage=True) from None
-        missing = [n for n in names if not self.core.services[n].report.pid]
+        missing = [n for n in names if not self.core.view(n).pid]
         for n in names:
-            self.core.signal_service(self.core.services[n], sig)
+            self.core.signal(n, sig)
         if missing:
             client.reply({"ok": False, "error": f"{missing[0]} is not running; no SIG{signal_name(sig)} sent to it"})
         else:
@@ -456,16 +447,17 @@ class Server:
         core = self.core
 
         def settled():
-            return all(core.services[n].state in states for n in names if n in core.services)
+            views = (core.view(n) for n in names)
+            return all(v.state in states for v in views if v is not None)
 
         self.add_waiter(client, settled, timeout)
 
     def verb_check(self, client, req, names) -> None:
-        problem = check_problem(self.core)
+        problem = self.core.check()
         client.reply({"ok": problem is None, "error": problem} if problem else {"ok": True})
 
     def verb_reload(self, client, req, names) -> None:
-        self.core.reload("ctl", client.reply)
+        self.reload("ctl", client.reply)
         if not client.done:
             # Queued behind a reload still being applied: it waits like `wait` does (a
             # hang-up forgets it), and can be evicted when every slot is taken.
@@ -473,7 +465,7 @@ class Server:
 
     def verb_shutdown(self, client, req, names) -> None:
         if req.get("wait"):
-            self.core.spared.add(client.pid)
+            self.core.spare(client.pid)
             self._waiting(client, "wait", lambda: False, None)
         else:
             client.reply({"ok": True})
@@ -497,7 +489,7 @@ class Server:
 
         client.set_timer(timeout, expire)  # cancelled when the client is answered or leaves
         # A waiting client that hangs up is forgotten (EOF on its socket).
-        self.core.loop.add_reader(client.sock, lambda: self._hangup(client))
+        self.loop.add_reader(client.sock, lambda: self._hangup(client))
 
     def _hangup(self, client) -> None:
         try:
@@ -518,7 +510,9 @@ class Server:
             if verdict is not False:
                 client.reply({"ok": True} if verdict is True else {"ok": False, "error": verdict})
 
-    def on_exit(self) -> None:
+    def on_exit(self, is_pid1: bool) -> None:
+        """svtree is exiting: every waiting client gets its answer (`shutdown --wait`
+        clients that run in our PID namespace get a moment to read it)."""
         spared = []
         for client, _, _ in list(self.waiters):
             if client.waiting == "reload":
@@ -527,7 +521,7 @@ class Server:
             client.reply({"ok": True, "exiting": True})
             if client.pid:
                 spared.append(client.pid)
-        if self.core.is_pid1 and spared:
+        if is_pid1 and spared:
             self._let_finish(spared)
 
     def _let_finish(self, pids: "list[int]") -> None:
@@ -558,10 +552,10 @@ class Server:
                 os.close(fd)
 
 
-def start(core, socket_path: "str | None"):
+def start(loop, log, core, reload, socket_path: "str | None") -> "Server | None":
     path = paths.socket_path(socket_path)
     try:
-        return Server(core, path)
+        return Server(loop, log, core, reload, path)
     except OSError as e:
-        core.log.error("control_unavailable", socket=path, error=e.strerror or str(e))
+        log.error("control_unavailable", socket=path, error=e.strerror or str(e))
         return None

@@ -3,7 +3,7 @@
 Compiling the tree (core/compiling.py) and reading other processes' /proc/PID/environ
 (core/leftovers.py) can wait on a hung filesystem, a slow user lookup or a process whose
 memory map is locked. The core forks a helper for such work and never waits for it: a
-deadline SIGKILLs it, and the core's one reaper reaps it (it is in `other_children`).
+deadline SIGKILLs it, and the core's one reaper reaps it (`watch` registers it there).
 
 Fork, not spawn: the core is single-threaded, so forking it is safe, and the helper has
 what it needs already imported and in memory (copy-on-write).
@@ -23,9 +23,10 @@ class Helper:
     """Fork a child that runs `body()` (then exits 0; 1 if it raised) with only the fds
     in `keep`. `on_overrun()` is called if it is still running after `timeout` seconds
     (None: no deadline), once it has been SIGKILLed; `on_exit(status)` once it has been
-    reaped through `children` (the core's other_children). Raises OSError if fork fails."""
+    reaped: `watch(pid, callback)` registers it with the reaper (Core.watch_child).
+    Raises OSError if fork fails."""
 
-    def __init__(self, loop, children: "dict[int, Callable[[int], None]]", name: bytes,
+    def __init__(self, loop, watch: "Callable[[int, Callable[[int], None]], None]", name: bytes,
                  keep: "list[int]", body: "Callable[[], None]", timeout: "float | None",
                  on_overrun: "Callable[[], None] | None" = None,
                  on_exit: "Callable[[int], None] | None" = None) -> None:
@@ -41,7 +42,7 @@ class Helper:
         self.pid: "int | None" = pid
         self.on_overrun = on_overrun
         self.on_exit = on_exit
-        children[pid] = self._exited
+        watch(pid, self._exited)
         self.deadline = loop.call_later(timeout, self._overran) if timeout is not None else None
 
     def kill(self) -> None:

@@ -64,10 +64,11 @@ def _end_marked(candidates: "list[tuple[int, int | None]]", marker: bytes) -> No
             osutil.kill_quietly(p, signal.SIGKILL)
 
 
-def end_leftovers(loop, children: dict, candidates: "list[int]", marker: bytes, log) -> bool:
+def end_leftovers(loop, watch, candidates: "list[int]", marker: bytes, log) -> bool:
     """Start a helper that ends the `candidates` (children of the core, none of them a
     known monitor, the main command or a helper) whose environment holds `marker`. The
-    core does not wait for it. False when it could not be started (fork failed)."""
+    core does not wait for it (`watch`: the reaper's, who reaps it). False when it could
+    not be started (fork failed)."""
     pinned = [(pid, _pidfd(pid)) for pid in candidates]
     fds = [fd for _, fd in pinned if fd is not None]
 
@@ -77,7 +78,7 @@ def end_leftovers(loop, children: dict, candidates: "list[int]", marker: bytes, 
                          "sweep ends what it missed")
 
     try:
-        Helper(loop, children, NAME, fds, lambda: _end_marked(pinned, marker), DEADLINE,
+        Helper(loop, watch, NAME, fds, lambda: _end_marked(pinned, marker), DEADLINE,
                on_overrun=overran)
         return True
     except OSError as e:

@@ -45,14 +45,15 @@ def _load_plan(loop, args, children: dict, stop: "list[int]"):
     The compile runs in a child (core/compiling.py) while the loop already takes signals:
     SIGTERM, SIGINT or SIGQUIT during it (a tree on a hung filesystem, a slow user lookup)
     kills the child, and svtree exits having started nothing. No deadline: nothing runs yet
-    that a slow compile could harm.
+    that a slow compile could harm. The child is registered in `children` (pid -> what to
+    call with its exit status), which the core takes over: its reaper reaps it.
     """
     from svtree.core.compiling import Compilation
     from svtree.errors import display_path, invalid_tree
 
     box: list = []
     try:
-        compilation = Compilation(loop, children, _first_job(args), None, None, box.append)
+        compilation = Compilation(loop, children.__setitem__, _first_job(args), None, None, box.append)
     except OSError as e:  # fork failed: nothing runs yet that a retry would help
         _say(f"svtree run: cannot start the compile: {e.strerror}; nothing was started\n")
         return None, exitcodes.FAILURE
@@ -83,7 +84,7 @@ def run_command(args) -> int:
     from svtree.core.loop import Loop
 
     started = time.monotonic()
-    log = None
+    logs: list = []  # svtree's log once it exists (before: plain lines on stderr)
 
     def on_error(what: str, exc: BaseException) -> None:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -91,10 +92,10 @@ def run_command(args) -> int:
             error = repr(exc)
         except Exception:  # a repr that raises must not hide the error
             error = type(exc).__name__
-        if log is None:
+        if not logs:
             _say(f"svtree run: internal_error in {what}: {error}\n{text}")
         else:
-            log.error("internal_error", where=what, error=error, traceback=text)
+            logs[0].error("internal_error", where=what, error=error, traceback=text)
 
     # Signals first: as PID 1, a signal without a handler is discarded, so a SIGTERM during
     # the first compile would be lost. Until the core exists, a stop signal ends the
@@ -110,22 +111,24 @@ def run_command(args) -> int:
     outcome, code = _load_plan(loop, args, children, stop)
     if outcome is None:
         return code
-    plan = outcome.plan
-    from svtree import log as logmod
-    from svtree.core.output import EXIT_FLUSH, Output
-    from svtree.core.tree import NOT_FORWARDED, Core
+    return _run(loop, args, outcome, children, started, hup, logs)
 
-    settings = plan.settings
-    # svtree's stdout and stderr: bounded queues written without blocking; the log
-    # goes through the stderr one.
+
+def _start_logging(loop, args, plan, logs: list):
+    """svtree's stdout and stderr (bounded queues written without blocking; the log goes
+    through the stderr one), its log, and what it says about itself before the core
+    starts: the compile's warnings, the subreaper, its oom_score_adj."""
+    from svtree import log as logmod
+    from svtree.core.output import Output
+
     streams = Output(loop)
-    log = logmod.setup(args.log_format or settings.log_format,
+    log = logmod.setup(args.log_format or plan.settings.log_format,
                        sink=lambda line: streams.own_line(2, line))
+    logs.append(log)
     streams.on_dropped(lambda n: log.warning("log_dropped", lines=n))
     for warning in plan.warnings:  # S6_* variables and s6-rc files svtree ignores
         log.warning("compile_warning", warning=warning)
-    is_pid1 = os.getpid() == 1
-    if not is_pid1:
+    if os.getpid() != 1:
         try:
             osutil.set_child_subreaper()
             log.info("child_subreaper", pid=os.getpid(),
@@ -138,45 +141,43 @@ def run_command(args) -> int:
     if refused:
         log.info("oom_score_adj_kept", oom_score_adj=oom, wanted=OOM_SCORE_ADJ, error=refused,
                  note="lowering it needs CAP_SYS_RESOURCE")
+    return streams, log
 
-    core = Core(
-        loop, plan, log,
-        output=args.output or settings.output,
-        main_cmd=list(args.cmd),
-        is_pid1=is_pid1,
-        kill_grace=settings.kill_grace,
-        main_stop_timeout=settings.main_stop_timeout,
-        streams=streams,
-    )
 
-    core.t0 = started  # "N services up in T": from svtree's start, compile included
-    core.other_children.update(children)  # the first compile's child, reaped by the core
+def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", logs: list) -> int:
+    """The tree runs: the core, its signals, the reloader and the control socket, until
+    the shutdown is done. Returns svtree's exit code."""
+    from svtree.core import control
+    from svtree.core.core import NOT_FORWARDED, Core
+    from svtree.core.output import EXIT_FLUSH
+    from svtree.core.reload import Reloader
+
+    plan = outcome.plan
+    settings = plan.settings
+    streams, log = _start_logging(loop, args, plan, logs)
+    is_pid1 = os.getpid() == 1
+    # "N services up in T" counts from svtree's start, compile included; the first
+    # compile's child is the core's to reap.
+    core = Core(loop, plan, log, output=args.output or settings.output, main_cmd=list(args.cmd),
+                is_pid1=is_pid1, streams=streams, started_at=started, children=children)
 
     def on_stop_signal(signum: int) -> None:
-        if settings.main_receives_signals and core.main_pid is not None and not core.shutting_down:
+        if settings.main_receives_signals and core.main_running and not core.shutting_down:
             core.forward_signal(signum)  # S6_CMD_RECEIVE_SIGNALS: its exit starts the shutdown
             return
         core.begin_shutdown(f"signal {signal.Signals(signum).name}")
 
-    from svtree.core.reload import Reloader
-
-    reloader = Reloader(core, watch=not args.no_watch, cache=outcome.cache)
-
-    def on_hup(signum: int) -> None:
-        reloader.request("SIGHUP")
-
+    reloader = Reloader(loop, log, core, watch=not args.no_watch, cache=outcome.cache)
     handlers = {signal.SIGCHLD: lambda s: core.reap()}
     for s in STOP_SIGNALS:
         handlers[s] = on_stop_signal
-    handlers[signal.SIGHUP] = on_hup
+    handlers[signal.SIGHUP] = lambda s: reloader.request("SIGHUP")
     for s in signal.valid_signals():
         if s not in NOT_FORWARDED and s not in handlers:
             handlers[s] = core.forward_signal
     loop.handle_signals(handlers)
 
-    from svtree.core import control
-
-    extras = [control.start(core, args.socket)]
+    server = control.start(loop, log, core, reloader.request, args.socket)
     log.info("svtree_started", pid=os.getpid(), pid1=is_pid1, services=len(plan.services),
              tree=plan.source)
     core.boot()
@@ -185,18 +186,15 @@ def run_command(args) -> int:
     if hup:
         reloader.request("SIGHUP")  # during the first compile: it may have missed a change
     loop.run()
-    for hook in core.on_exit_hooks:
-        hook()
-    for extra in extras:
-        if extra is not None:
-            extra.close()
-    code = exitcodes.FAILURE if core.failed else ((core.main_code or exitcodes.OK) if args.cmd else exitcodes.OK)
+    if server is not None:
+        server.on_exit(is_pid1)
+        server.close()
+    ending = core.ending()
     dropped = sum(s.dropped for s in streams.streams.values())
-    log.info("shutdown_done", exit_code=code,
-             duration=round(time.monotonic() - core.shutdown_started, 3),
-             orphans_reaped=core.orphans_reaped,
+    log.info("shutdown_done", exit_code=ending.exit_code, duration=round(ending.duration, 3),
+             orphans_reaped=ending.orphans_reaped,
              **({"log_dropped": dropped} if dropped else {}),
              **({"errors_unlogged": loop.errors_unlogged} if loop.errors_unlogged else {}))
     # What nobody reads within EXIT_FLUSH seconds is lost: PID 1 must exit.
     streams.flush_at_exit(EXIT_FLUSH)
-    return code
+    return ending.exit_code

@@ -1,5 +1,6 @@
-"""The core's record of one service, and its life: where the record stands with its
-monitor, as one enum with one total transition table.
+"""The core's records: one per service, its life with its monitor (one enum, one total
+transition table), and the questions asked of all of them (start order, who depends on
+whom now, what ctl sees).
 
 `want` (what ctl or the tree asks for) stays apart from `life`, and both apart from the
 monitor's last report (what the service is doing). A record's life changes only through
@@ -13,8 +14,8 @@ import enum
 from dataclasses import dataclass
 
 from svtree.messages import Report
-from svtree.plan import ServiceSpec
-from svtree.states import DOWN_STATES, State, Want
+from svtree.plan import Plan, ServiceSpec
+from svtree.states import DOWN_STATES, SATISFIED, State, Want
 
 
 class Life(enum.Enum):
@@ -135,3 +136,87 @@ class Service:
                 and self.report.state in DOWN_STATES:
             return State.STARTING
         return self.report.state
+
+    def view(self) -> "View":
+        r = self.report
+        return View(name=self.name, state=self.state, want=self.want, type=self.spec.type,
+                    pid=r.pid, started_at=r.started_at, restarts=r.restarts,
+                    exit_code=r.exit_code, exit_signal=r.exit_signal, gave_up=r.gave_up,
+                    seq=r.seq)
+
+
+@dataclass(frozen=True)
+class View:
+    """What ctl sees of one service, taken at one moment."""
+
+    name: str
+    state: State  # as ctl shows it (see Service.state)
+    want: Want
+    type: str
+    pid: "int | None"
+    started_at: "float | None"
+    restarts: int
+    exit_code: "int | None"
+    exit_signal: int
+    gave_up: bool
+    seq: int  # the last report's number: it grows whenever something happened
+
+
+class Records:
+    """Every record, by name, and the plan they come from."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.by_name: "dict[str, Service]" = {s.name: Service(s) for s in plan.services}
+
+    def __iter__(self):
+        return iter(list(self.by_name.values()))  # a copy: callers may add or remove
+
+    def get(self, name: str) -> "Service | None":
+        return self.by_name.get(name)
+
+    def put(self, svc: Service) -> None:
+        """Add a record, or replace the one of the same name."""
+        self.by_name[svc.name] = svc
+
+    def remove(self, name: str) -> None:
+        del self.by_name[name]
+
+    def level_order(self) -> "list[str]":
+        return [n for level in self.plan.levels for n in level if n in self.by_name]
+
+    def ordered_names(self) -> "list[str]":
+        """Services in start order (as `ctl status` lists them); services a reload is
+        removing come last while they stop."""
+        names = self.level_order()
+        return names + sorted(set(self.by_name) - set(names))
+
+    def retiring(self) -> bool:
+        return any(s.retirement is not None for s in self.by_name.values())
+
+    def still_retiring(self, name: str) -> bool:
+        svc = self.by_name.get(name)
+        return svc is not None and svc.retirement is not None
+
+    def gone(self, name: str) -> bool:
+        svc = self.by_name.get(name)
+        return svc is None or svc.life is Life.GONE
+
+    def deps_ready(self, svc: Service) -> bool:
+        for dep in svc.spec.depends_on:
+            d = self.by_name.get(dep)
+            if d is None or d.retirement is not None or d.report.state not in SATISFIED:
+                return False
+        return True
+
+    def live_dependents(self) -> "dict[str, list[str]]":
+        """Reverse edges of the services that exist now: the plan's, plus the old edges
+        of services a reload is still retiring (not in the new plan, but still running
+        on top of their dependencies)."""
+        if not self.retiring():
+            return self.plan.dependents()
+        rev: "dict[str, list[str]]" = {}
+        for svc in self.by_name.values():
+            for dep in svc.spec.depends_on:
+                rev.setdefault(dep, []).append(svc.name)
+        return rev

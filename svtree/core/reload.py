@@ -31,8 +31,10 @@ SHUTTING_DOWN = {"ok": False, "error": "svtree is shutting down; reload ignored"
 
 
 class Reloader:
-    def __init__(self, core, watch: bool, cache: "dict | None" = None) -> None:
-        self.core = core
+    def __init__(self, loop, log, core, watch: bool, cache: "dict | None" = None) -> None:
+        self.loop = loop
+        self.log = log
+        self.core = core  # only through its interface: plan, apply_plan, reload_settled, ...
         self.watch = watch
         self.cache = cache  # definition files the last compile read (compiler/files.py)
         self.compiling: "Compilation | None" = None  # until its child is reaped
@@ -45,8 +47,7 @@ class Reloader:
         self.watcher_fd: "int | None" = None
         self.watched: "tuple[str, ...]" = ()  # the running watcher's directories
         self.rewatching = False  # the watcher was stopped to watch other directories
-        core.reload = self.request
-        core.retired_listeners.append(self._maybe_run_queued)
+        core.subscribe(on_settled=self._maybe_run_queued)
 
     # --- the watcher process ------------------------------------------------------------
 
@@ -63,16 +64,16 @@ class Reloader:
                                cwd=None, env=dict(os.environ), fds={0: devnull, 1: w, 2: 2})
         except OSError as e:
             os.close(r)
-            self.core.log.warning("retry_later", what="start watcher", error=e.strerror)
-            self.core.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
+            self.log.warning("retry_later", what="start watcher", error=e.strerror)
+            self.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
             return
         finally:
             os.close(w)
             os.close(devnull)
         os.set_blocking(r, False)
         self.watcher_pid, self.watcher_fd, self.watched = pid, r, paths
-        self.core.other_children[pid] = self.on_watcher_exit
-        self.core.loop.add_reader(r, self.on_watcher_output)
+        self.core.watch_child(pid, self.on_watcher_exit)
+        self.loop.add_reader(r, self.on_watcher_output)
 
     def on_watcher_output(self) -> None:
         try:
@@ -80,7 +81,7 @@ class Reloader:
         except BlockingIOError:
             return
         if not data:
-            self.core.loop.remove_reader(self.watcher_fd)
+            self.loop.remove_reader(self.watcher_fd)
             os.close(self.watcher_fd)
             self.watcher_fd = None
             return
@@ -94,20 +95,20 @@ class Reloader:
 
     def _watcher_ready(self, result: dict) -> None:
         if not self.core.shutting_down:
-            self.core.log.info("watcher_ready", paths=list(self.core.plan.watch_paths()))
+            self.log.info("watcher_ready", paths=list(self.core.plan.watch_paths()))
 
     def on_watcher_exit(self, status: int) -> None:
         self.watcher_pid = None
         if self.watcher_fd is not None:
-            self.core.loop.remove_reader(self.watcher_fd)
+            self.loop.remove_reader(self.watcher_fd)
             os.close(self.watcher_fd)
             self.watcher_fd = None
         if self.rewatching:
             self.rewatching = False
             self.start_watcher()  # its "ready" asks for a reload: nothing is missed meanwhile
         elif not self.core.shutting_down:
-            self.core.log.warning("watcher_died", status=status)
-            self.core.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
+            self.log.warning("watcher_died", status=status)
+            self.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
 
     def stop_watcher(self) -> None:
         if self.watcher_pid is not None:
@@ -130,7 +131,7 @@ class Reloader:
         if self.burst_timer is not None:
             self.burst_timer.cancel()
         when = min(now + QUIET, self.burst_started + MAX_WAIT)
-        self.burst_timer = self.core.loop.call_at(when, self._burst_over)
+        self.burst_timer = self.loop.call_at(when, self._burst_over)
 
     def _burst_over(self) -> None:
         self.burst_timer = None
@@ -148,7 +149,7 @@ class Reloader:
         if reply is not None:
             self.replies.append(reply)
         self.sources.append(source)
-        if self.compiling is not None or core.retiring_count():
+        if self.compiling is not None or not core.reload_settled():
             self.queued = True  # run once the current compile is gone and its reload settled
             return
         self.run()
@@ -160,7 +161,7 @@ class Reloader:
                 reply(SHUTTING_DOWN)
             self.queued = False
             return
-        if self.queued and self.compiling is None and not self.core.retiring_count():
+        if self.queued and self.compiling is None and self.core.reload_settled():
             self.queued = False
             self.run()
 
@@ -181,13 +182,13 @@ class Reloader:
             return check_runnable(recompile(plan, files))
 
         try:
-            self.compiling = Compilation(core.loop, core.other_children, job, self.cache,
+            self.compiling = Compilation(self.loop, core.watch_child, job, self.cache,
                                          plan.settings.reload_timeout, done, on_exit=self._compile_exited)
         except OSError as e:  # fork failed (EAGAIN, ENOMEM): these requests wait for a retry
-            core.log.warning("retry_later", what="fork the compile", error=e.strerror)
+            self.log.warning("retry_later", what="fork the compile", error=e.strerror)
             self.replies[:0], self.sources[:0] = replies, sources
             self.queued = True
-            core.loop.call_later(RETRY_DELAY, self._maybe_run_queued)
+            self.loop.call_later(RETRY_DELAY, self._maybe_run_queued)
 
     def _compile_exited(self) -> None:
         self.compiling = None
@@ -200,13 +201,13 @@ class Reloader:
                 reply(SHUTTING_DOWN)
             return
         if outcome.error is not None:
-            core.log.error("reload_rejected", trigger=trigger, reason=outcome.error)
+            self.log.error("reload_rejected", trigger=trigger, reason=outcome.error)
             for reply in replies:
                 reply({"ok": False, "error": f"reload rejected: {outcome.error}; nothing changed"})
             return
         if outcome.plan is None:
             errors = list(outcome.problems)
-            core.log.error("reload_rejected", trigger=trigger, errors=errors)
+            self.log.error("reload_rejected", trigger=trigger, errors=errors)
             for reply in replies:
                 reply({"ok": False, "error": f"the new tree is invalid ({plural(len(errors), 'error')}); "
                                              "nothing changed", "errors": errors})
@@ -216,12 +217,10 @@ class Reloader:
         d = diff(core.plan, new)
         result = {"ok": True, "added": list(d.added), "removed": list(d.removed),
                   "changed": list(d.changed)}
-        if d.empty and new.settings == core.plan.settings:
-            core.plan = new
-        else:
-            core.log.info("reload_applied", trigger=trigger,
+        if not (d.empty and new.settings == core.plan.settings):
+            self.log.info("reload_applied", trigger=trigger,
                           added=list(d.added), removed=list(d.removed), changed=list(d.changed))
-            core.apply_plan(new, d.added, d.removed, d.changed)
+        core.apply_plan(new, d)
         self.rewatch_if_moved()
         for reply in replies:
             reply(result)

@@ -1,15 +1,28 @@
-"""The shutdown's phases: one enum, one total table.
+"""The shutdown: its phases (one enum, one total table), the order services stop in,
+and the final sweep.
 
 RUN -> MAIN -> SERVICES -> SWEEP -> SWEEP_KILLED -> DONE. MAIN is left at once when no
 main command runs; SWEEP goes straight to DONE when nothing is left before kill_grace.
 The core changes its phase only through `next_phase`, and entering a phase starts what
-the phase is about (Core: stop the main command, SIGTERM what remains, SIGKILL it, end
-the loop).
+the phase is about (Core._phase_event: stop the main command, `Sweep.begin`,
+`Sweep.kill`, `Sweep.end`).
+
+In SERVICES a service gets `exit` once everything that depends on it is gone (reverse
+dependency order). Then everything svtree started is gone, but not necessarily what
+those left behind (or, as PID 1, what `docker exec` added): the sweep sends SIGTERM to
+all of it, SIGKILL after kill_grace, and the loop ends once nothing is left.
 """
 
 from __future__ import annotations
 
 import enum
+import os
+import signal
+import time
+from typing import Callable
+
+from svtree import osutil
+from svtree.core.records import Life, Records, Service
 
 
 class Phase(enum.Enum):
@@ -59,3 +72,105 @@ def next_phase(phase: Phase, ev: PhaseEv) -> Phase:
     if new is None:
         raise PhaseError(f"{ev.value} cannot happen in the shutdown's phase {phase.value}")
     return new
+
+
+def ready_to_stop(records: Records) -> "list[Service]":
+    """Records not told to exit yet whose dependents, and theirs, are all gone."""
+    dependents = records.live_dependents()
+    memo: "dict[str, bool]" = {}
+
+    def all_gone(name: str) -> bool:
+        # Transitively: a dependent whose monitor died early is gone, but what depends
+        # on it may still run, and that needs us too.
+        if name not in memo:
+            memo[name] = all(records.gone(d) and all_gone(d) for d in dependents.get(name, ()))
+        return memo[name]
+
+    return [svc for svc in records
+            if svc.life not in (Life.EXIT_SENT, Life.GONE) and all_gone(svc.name)]
+
+
+class Sweep:
+    """SIGTERM to every process left, SIGKILL after kill_grace; the end once none is left.
+    `spared`: pids never signalled (`ctl shutdown --wait` clients waiting for the end)."""
+
+    def __init__(self, loop, log, is_pid1: bool, spared: "set[int]") -> None:
+        self.loop = loop
+        self.log = log
+        self.is_pid1 = is_pid1
+        self.spared = spared
+        self.deadline = None
+        self.strangers: "dict[int, int]" = {}  # pid -> pidfd, of processes not ours
+
+    def remaining(self) -> "list[int]":
+        """Every live process but svtree and the spared ctl clients: all of the PID
+        namespace's when svtree is PID 1 (`docker exec` adds processes that do not descend
+        from it), else svtree's descendants. A walk of /proc: see `nothing_left`."""
+        me = os.getpid()
+        if self.is_pid1:
+            pids = [p for p in osutil.all_pids() if p != me]
+        else:
+            pids = osutil.descendants(me)
+        return [p for p in pids if p not in self.spared and not osutil.is_zombie(p)]
+
+    def begin(self, grace: float, on_grace_over: "Callable[[], None]", started: float) -> None:
+        left = self.remaining()
+        self.log.info("shutdown_sweep", remaining=len(left), duration=round(time.monotonic() - started, 3))
+        for p in left:
+            osutil.kill_quietly(p, signal.SIGTERM)
+            osutil.kill_quietly(p, signal.SIGCONT)
+        self.deadline = self.loop.call_later(grace, on_grace_over)
+
+    def kill(self) -> None:
+        left = self.remaining()
+        if left:
+            self.log.warning("shutdown_kill", remaining=len(left))
+        for p in left:
+            osutil.kill_quietly(p, signal.SIGKILL)
+
+    def nothing_left(self, killed: bool, again: "Callable[[], None]") -> bool:
+        """Asked on every event of the sweep (each reap pass, above all): cheap. While a
+        child of ours lives, something is left (its descendants are too): no walk of
+        /proc. Once none is left, only processes not descended from svtree can remain (as
+        PID 1: `docker exec`'d ones): one walk finds them, and each is watched through a
+        pidfd, whose readiness (the process ended) calls `again()`. After SIGKILL
+        (`killed`) only our own children must still be reaped; the kernel ends the rest."""
+        me = os.getpid()
+        if killed:
+            return not osutil.children(me)
+        if any(p not in self.spared and not osutil.is_zombie(p) for p in osutil.children(me)):
+            return False
+        if self.is_pid1:
+            left = self.remaining()
+            if left:
+                self._watch_strangers(left, again)
+                return False
+        return True
+
+    def _watch_strangers(self, pids: "list[int]", again: "Callable[[], None]") -> None:
+        """Be woken when any of `pids` (processes svtree did not start) ends. Without
+        pidfds (a kernel before 5.3) the kill deadline is the next event instead."""
+        for pid in pids:
+            if pid in self.strangers:
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                continue
+            self.strangers[pid] = fd
+
+            def ended(pid: int = pid, fd: int = fd) -> None:
+                if self.strangers.pop(pid, None) is not None:
+                    self.loop.remove_reader(fd)
+                    os.close(fd)
+                    again()
+
+            self.loop.add_reader(fd, ended)
+
+    def end(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        for fd in self.strangers.values():
+            self.loop.remove_reader(fd)
+            os.close(fd)
+        self.strangers.clear()

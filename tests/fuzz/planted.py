@@ -23,20 +23,20 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MUTATIONS = {
-    "order": ("svtree/core/tree.py", [
-        ("if not svc.gone and not svc.exit_sent and all_gone(svc.name):",
-         "if not svc.gone and not svc.exit_sent:"),
+    "order": ("svtree/core/shutdown.py", [
+        ("            if svc.life not in (Life.EXIT_SENT, Life.GONE) and all_gone(svc.name)]",
+         "            if svc.life not in (Life.EXIT_SENT, Life.GONE)]"),
     ]),
     "early-kill": ("svtree/states.py", [
         ("st = replace(st, state=State.STOPPING, ready=False, deadline=now + spec.stop_timeout,",
          "st = replace(st, state=State.STOPPING, ready=False, deadline=now,"),
     ]),
-    "no-reap": ("svtree/core/tree.py", [
+    "no-reap": ("svtree/core/reaper.py", [
         ("                pid, status = os.waitpid(-1, os.WNOHANG)\n",
          "                pid, status = 0, 0\n"
-         "                for known in [*self.by_monitor, self.main_pid, *self.other_children]:\n"
+         "                for known in list(self.owners):\n"
          "                    try:\n"
-         "                        got = os.waitpid(known, os.WNOHANG) if known else (0, 0)\n"
+         "                        got = os.waitpid(known, os.WNOHANG)\n"
          "                    except ChildProcessError:\n"
          "                        continue\n"
          "                    if got[0]:\n"

@@ -20,7 +20,7 @@ from source_scan import PACKAGE, circles, import_graph, imports_of, python_files
     ("osutil.py", ["svtree"]),
     ("wire.py", ["svtree.core", "svtree.monitor", "svtree.compiler"]),
     ("messages.py", ["svtree.core", "svtree.monitor", "svtree.compiler", "os", "socket", "structlog"]),
-    ("core/tree.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
+    ("core/core.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
     ("core/loop.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
 ])
 def test_imports_go_one_way(module, forbidden):

@@ -16,9 +16,7 @@ MARKER = "# long:"
 # Functions of svtree/core/, monitor.py and states.py that are longer today: issue 14
 # splits them on the branch core-clarity. Drop an entry once its function is short (the
 # test fails while an entry is not needed).
-BEING_SPLIT = {
-    "svtree/core/main.py:run_command": "being split on branch core-clarity",
-}
+BEING_SPLIT: "dict[str, str]" = {}
 
 
 def has_reason(lines: "list[str]", node) -> bool:
