@@ -282,22 +282,24 @@ class Core:
 
     def _on_monitor_exit(self, svc: Service, link: Link, status: int) -> None:
         code, sig = osutil.decode_wait_status(status)
-        self.monitors.read_last_reports(svc, link)
-        self.monitors.unlink(svc, link)
-        if not (svc.life is Life.EXIT_SENT and code == 0):
-            self._unsupervised(svc, code, sig)
-        # Killed first, then drained: a leftover that writes faster than we read must
-        # not keep us here (and what it could still write is bounded by the pipe).
-        self.monitors.close_output(link)
-        pid = svc.report.pid
-        svc.restarts_before = svc.report.restarts + (1 if pid else 0)
-        # The core's own report of a dead monitor: a number of its own, so that
-        # waiters see it; the next monitor's reports go on from there.
-        svc.report = replace(svc.report, seq=svc.report.seq + 1, prev=svc.report.state,
-                             state=State.DOWN, pid=None, ready=False, event=None, error=None)
-        # A new monitor, or (told to exit, retiring) the record is finished. During
-        # shutdown no monitor is forked: the record waits for its turn to end.
-        self._advance(svc, LifeEv.MONITOR_EXITED)
+        try:
+            self.monitors.read_last_reports(svc, link)
+            if not (svc.life is Life.EXIT_SENT and code == 0):
+                self._unsupervised(svc, code, sig)
+            # Killed first, then drained: a leftover that writes faster than we read must
+            # not keep us here (and what it could still write is bounded by the pipe).
+            self.monitors.close_output(link)
+        finally:
+            # Whatever failed above, the record goes on: a new monitor, or finished.
+            self.monitors.unlink(svc, link)
+            pid = svc.report.pid
+            svc.restarts_before = svc.report.restarts + (1 if pid else 0)
+            # The core's own report of a dead monitor: a number of its own, so that
+            # waiters see it; the next monitor's reports go on from there.
+            svc.report = replace(svc.report, seq=svc.report.seq + 1, prev=svc.report.state,
+                                 state=State.DOWN, pid=None, ready=False, event=None, error=None)
+            # During shutdown no monitor is forked: the record waits for its turn to end.
+            self._advance(svc, LifeEv.MONITOR_EXITED)
         self._converge()
         self._notify()
 

@@ -79,7 +79,7 @@ class Loop:
         for signum in sorted(pending):
             handler = self._signal_handlers.get(signum)
             if handler is not None:
-                self._guard(f"signal {signum}", handler, signum)
+                self.guard(f"signal {signum}", handler, signum)
 
     # --- fds and timers -----------------------------------------------------------------
 
@@ -141,7 +141,8 @@ class Loop:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.call_at(time.monotonic() + delay, callback)
 
-    def _guard(self, what: str, fn, *args) -> None:
+    def guard(self, what: str, fn, *args) -> None:
+        """Run fn(*args); an exception is logged (on_error) and the loop goes on."""
         try:
             fn(*args)
         except Exception as e:  # the core must not die: log and go on
@@ -187,14 +188,14 @@ class Loop:
                 continue
             reader, writer = key.data
             if mask & selectors.EVENT_READ and reader is not None:
-                self._guard(f"fd {key.fd}", reader)
+                self.guard(f"fd {key.fd}", reader)
             if mask & selectors.EVENT_WRITE and writer is not None and fds.get(key.fd) is key:
-                self._guard(f"fd {key.fd}", writer)
+                self.guard(f"fd {key.fd}", writer)
         now = time.monotonic()
         while self._heap and self._heap[0][0] <= now:
             timer = self._pop()
             if not timer.cancelled:
-                self._guard("timer", timer.callback)
+                self.guard("timer", timer.callback)
 
     def run(self) -> None:
         while self.running:

@@ -2,7 +2,9 @@
 
 Owners register a callback for a pid they started (`watch`): a monitor, the main
 command, the watcher, a helper (a compile, a leftover scan), a killed service process
-the core adopted. Anything else reaped is an orphan of the tree, counted.
+the core adopted. Anything else reaped is an orphan of the tree, counted. Each exit is
+handed over in its own error guard: a bug in one owner's handling is logged and the
+other zombies of the same pass are still reaped and handed over.
 """
 
 from __future__ import annotations
@@ -39,4 +41,4 @@ class Reaper:
             if owner is None:
                 self.orphans_reaped += 1
             else:
-                owner(status)
+                self.loop.guard(f"exit of pid {pid}", owner, status)
