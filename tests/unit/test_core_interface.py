@@ -63,3 +63,35 @@ def test_role_modules_do_not_import_core_py():
         for node in ast.walk(tree_of(name)):
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert node.module != "svtree.core.core", name
+
+
+def assignments(attr: str) -> "set[tuple[str, str]]":
+    """(file, function) of every assignment to `<something>.attr` in svtree/."""
+    pkg = os.path.dirname(CORE_DIR)
+    found = set()
+    for root, _, files in os.walk(pkg):
+        for f in files:
+            if not f.endswith(".py"):
+                continue
+            path = os.path.join(root, f)
+            with open(path) as fh:
+                tree = ast.parse(fh.read(), path)
+            for func in ast.walk(tree):
+                if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(func):
+                    targets = node.targets if isinstance(node, ast.Assign) else \
+                        [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+                    for t in targets:
+                        for leaf in (t.elts if isinstance(t, ast.Tuple) else [t]):
+                            if isinstance(leaf, ast.Attribute) and leaf.attr == attr:
+                                found.add((os.path.relpath(path, pkg), func.name))
+    return found
+
+
+def test_a_records_life_changes_in_one_place():
+    assert assignments("life") == {("core/records.py", "__init__"), ("core/core.py", "_advance")}
+
+
+def test_the_shutdown_phase_changes_in_one_place():
+    assert assignments("phase") == {("core/core.py", "__init__"), ("core/core.py", "_phase_event")}
