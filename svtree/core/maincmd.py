@@ -54,7 +54,9 @@ class MainCommand:
     def forward(self, signum: int) -> None:
         if self.pid is not None:
             osutil.kill_quietly(self.pid, signum)
-            self.log.debug("signal_forwarded", signal=signal_name(signum), pid=self.pid)
+            # Said at info like every event of the catalogue; a burst of them is bounded
+            # by the stderr queue like any other of svtree's lines.
+            self.log.info("signal_forwarded", signal=signal_name(signum), pid=self.pid)
 
     def stop(self, timeout: float) -> None:
         """SIGTERM (and SIGCONT) now, SIGKILL if it still runs after `timeout` seconds."""

@@ -23,9 +23,6 @@ EVENT_TABLES: "list[tuple[str, str]]" = [("svtree.core.report_log", "NAMES")]
 PENDING = {
     "service_waiting": "to be logged by the core (branch core-clarity, issue 14): once per wait, "
                        "when a service wanted up has a monitor but its dependencies are not ready",
-    "signal_forwarded": "logged at debug, which log.setup filters out: the core is to log it at "
-                        "info (branch core-clarity, issue 14; a burst of forwarded signals is "
-                        "bounded by the stderr queue like any other lines)",
 }
 SHOWN = ("info", "warning", "error", "critical", "exception")  # log.setup's filter: info and above
 
