@@ -1,8 +1,9 @@
 """The start order: a service's monitor gets `up` once the service is wanted up and
 everything it depends on is ready (or a oneshot that is done), and never while a reload
-retires it or one of its dependencies. Boot is over once every service not marked
-`down` has been ready or done: then `tree_up` is said (and shown on a terminal), and the
-main command may start.
+retires it or one of its dependencies; a service that waits for them says so, once per
+wait (`service_waiting`). Boot is over once every service not marked `down` has been
+ready or done: then `tree_up` is said (and shown on a terminal), and the main command
+may start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class StartOrder:
         self.streams = streams
         self.started_at = started_at  # svtree's start: "N services up in T" counts the compile
         self.booted = False  # every service not marked down was once ready or done
+        self.waiting: "set[Service]" = set()  # said service_waiting, still waiting
 
     def may_start(self, svc: Service) -> bool:
         return svc.want is Want.UP and svc.life is Life.HELD and self.records.deps_ready(svc)
@@ -37,9 +39,21 @@ class StartOrder:
 
     def step(self, start: "Callable[[Service], None]") -> bool:
         """Start what may start now. True the one time the whole tree has just come up."""
+        waiting = set()
         for svc in self.records:
-            if self.may_start(svc):
-                start(svc)
+            if svc.want is not Want.UP:
+                continue
+            if svc.life is Life.HELD:
+                if self.records.deps_ready(svc):
+                    start(svc)
+                    continue
+                waiting.add(svc)
+                if svc not in self.waiting:
+                    self.log.info("service_waiting", service=svc.name,
+                                  dependencies=self.records.not_ready(svc))
+            elif svc.life is Life.NO_MONITOR and svc in self.waiting:
+                waiting.add(svc)  # its monitor died while it waited: the same wait
+        self.waiting = waiting
         if self.booted or not all(s.report.state in SATISFIED for s in self.records if not s.spec.down):
             return False
         self.booted = True

@@ -203,11 +203,14 @@ class Records:
         return svc is None or svc.life is Life.GONE
 
     def deps_ready(self, svc: Service) -> bool:
-        for dep in svc.spec.depends_on:
-            d = self.by_name.get(dep)
-            if d is None or d.retirement is not None or d.report.state not in SATISFIED:
-                return False
-        return True
+        return not self.not_ready(svc)
+
+    def not_ready(self, svc: Service) -> "list[str]":
+        """svc's dependencies that keep it from starting: missing, retiring, or neither
+        ready nor done."""
+        return [dep for dep in svc.spec.depends_on
+                if (d := self.by_name.get(dep)) is None or d.retirement is not None
+                or d.report.state not in SATISFIED]
 
     def live_dependents(self) -> "dict[str, list[str]]":
         """Reverse edges of the services that exist now: the plan's, plus the old edges

@@ -144,6 +144,29 @@ def test_readiness_gates_dependents(tree, run_svtree):
     assert sv.stop() == 0
 
 
+def test_a_service_waiting_for_its_dependencies_says_so_once_per_wait(tree, run_svtree):
+    tree.service("dep", tree.sh("sleep 0.3\necho >&3\nexec sleep 1000\n"), toml="notification_fd = 3\n")
+    tree.service("user", tree.sh("exec sleep 1000\n"), toml='depends_on = ["dep"]\n')
+    sv = run_svtree(args=["--log-format", "json"])
+    sv.wait_state("ready", "user")
+
+    def waits():
+        lines = [json.loads(x) for x in sv.stderr().splitlines() if x.startswith("{")]
+        return [(x["service"], x["dependencies"]) for x in lines if x["event"] == "service_waiting"]
+
+    assert waits() == [("user", ["dep"])]  # boot: one line, however many reports came
+    # A second wait: dep stopped, user started again (it waits: dep is wanted down).
+    assert sv.ctl("stop", "user", "--wait").returncode == 0
+    assert sv.ctl("stop", "dep", "--wait").returncode == 0
+    assert sv.ctl("start", "user").returncode == 0
+    wait_for(lambda: len(waits()) == 2, what="user to say it waits again")
+    assert sv.status()["user"]["state"] == "starting"
+    assert sv.ctl("start", "dep").returncode == 0
+    sv.wait_state("ready", "user")
+    assert waits() == [("user", ["dep"])] * 2
+    assert sv.stop() == 0
+
+
 def test_ready_timeout_restarts_the_service_as_failed(tree, run_svtree):
     tree.service("never-ready", tree.sh("echo start x >> $EVENTS\nexec sleep 1000\n"),
                  toml='ready_command = "false"\nready_interval = 0.05\nready_timeout = 0.3\n'

@@ -20,10 +20,7 @@ EVENT_TABLES: "list[tuple[str, str]]" = [("svtree.core.report_log", "NAMES")]
 # Events the README promises that nothing logs yet (or only at a level svtree does not
 # show), each with why. The test fails as soon as one is logged, so that an entry cannot
 # outlive its reason.
-PENDING = {
-    "service_waiting": "to be logged by the core (branch core-clarity, issue 14): once per wait, "
-                       "when a service wanted up has a monitor but its dependencies are not ready",
-}
+PENDING: "dict[str, str]" = {}
 SHOWN = ("info", "warning", "error", "critical", "exception")  # log.setup's filter: info and above
 
 
