@@ -33,7 +33,7 @@ from svtree.core.shutdown import Phase, PhaseEv, Sweep, next_phase, ready_to_sto
 from svtree.messages import Cmd, Command, Report
 from svtree.plan import Plan, PlanDiff
 from svtree.signames import signal_name
-from svtree.states import State, Want
+from svtree.states import SATISFIED, State, Want
 
 # Signals svtree does not pass on to the main command (it handles them, or they are
 # about svtree itself).
@@ -157,7 +157,7 @@ class Core:
             st = svc.state
             if st is State.FAILED:
                 return f"{name} is failed"
-            if svc.want is Want.UP and st not in (State.READY, State.DONE):
+            if svc.want is Want.UP and st not in SATISFIED:
                 return f"{name} is {st.value}, wanted up"
         return None
 

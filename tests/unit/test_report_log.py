@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from svtree import log
 from svtree.core import report_log
 from svtree.messages import Report
-from svtree.plan import ServiceSpec
 from svtree.signames import signal_name
 from svtree.states import Ev, Event, State, Status, Want, step
+from test_states import SPEC
+from test_states import events as machine_events
+from test_states import specs as machine_specs
 
-SPEC = ServiceSpec(name="s", path="/x", run="/x/run", restart_delay=1.0, restart_delay_max=8.0,
-                   stop_timeout=10.0, finish_timeout=5.0)
 
 
 def test_every_event_and_every_state_has_a_row():
@@ -94,18 +94,9 @@ def as_report(seq: int, status: Status, prev: State, event) -> Report:
                   delay=1.0 if status.state is State.BACKOFF else None, event=event)
 
 
-events = st.sampled_from([
-    Event(Ev.WANT_UP), Event(Ev.WANT_DOWN), Event(Ev.RESTART), Event(Ev.SPAWN_FAILED),
-    Event(Ev.EXITED, code=0), Event(Ev.EXITED, code=None, sig=9), Event(Ev.EXITED, code=3),
-    Event(Ev.EXITED, code=1, strays=True), Event(Ev.READY), Event(Ev.TIMEOUT),
-    Event(Ev.FINISH_EXITED, code=0), Event(Ev.FINISH_EXITED, code=125), Event(Ev.STRAYS_GONE),
-    Event(Ev.WANT_DOWN, strays=True), Event(Ev.FINISH_EXITED, code=0, strays=True),
-])
-specs = st.sampled_from([
-    SPEC, replace(SPEC, finish="/f"), replace(SPEC, ready_command="true"),
-    replace(SPEC, notification_fd=3, restart="on-failure"), replace(SPEC, type="oneshot", finish="/f"),
-    replace(SPEC, restart="never"), replace(SPEC, type="oneshot"),
-])
+# The state machine's own test strategies; SPAWNED comes from this test, after a spawn.
+events = machine_events.filter(lambda e: e.kind is not Ev.SPAWNED)
+specs = machine_specs | st.just(replace(SPEC, type="oneshot"))
 
 
 def applicable(status: Status, ev: Event) -> bool:
