@@ -14,7 +14,6 @@ shutdown, forward to the main command), children it must reap, and listeners.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -23,8 +22,9 @@ from typing import Callable
 from svtree import exitcodes, osutil
 from svtree.core import report_log
 from svtree.core.converge import StartOrder
+from svtree.core.leftovers import Leftovers
 from svtree.core.maincmd import MainCommand
-from svtree.core.monitors import SERVICE_ENV, Link, Monitors
+from svtree.core.monitors import Link, Monitors
 from svtree.core.output import Output
 from svtree.core.reaper import Reaper
 from svtree.core.records import Do, Life, LifeEv, Records, Service, View, next_life
@@ -71,6 +71,7 @@ class Core:
         self.start_order = StartOrder(self.records, log, self.streams,
                                       time.monotonic() if started_at is None else started_at)
         self.main = MainCommand(loop, log, main_cmd, self.reaper.watch)
+        self.leftovers = Leftovers(loop, log, self.reaper, lambda: self.main.pid)
         self.spared: "set[int]" = set()  # ctl clients waiting for the end
         self.sweep = Sweep(loop, log, is_pid1, self.spared)
         self.phase = Phase.RUN  # changed only by _phase_event
@@ -312,36 +313,9 @@ class Core:
             osutil.killpg_quietly(pgid, signal.SIGKILL)
         if pid:
             osutil.kill_quietly(pid, signal.SIGKILL)
-        self._end_leftovers(svc.name)
+        self.leftovers.end(svc.name, pid)
         self.log.warning("monitor_died", exit_code=code, signal=signal_name(sig) if sig else None,
                          service=svc.name, service_pid=pid)
-
-    def _end_leftovers(self, name: str) -> None:
-        """SIGKILL our children (and their descendants) that carry SVTREE_SERVICE=name:
-        what a dead monitor's service left behind. Monitors, the main command, the watcher
-        and helpers are known and never touched; a process that cleared its environment
-        escapes this and is ended by the final sweep. The environments are read by a
-        helper (core/leftovers.py), never here: a read can block on the target's lock."""
-        from svtree.core import leftovers
-
-        known = self.reaper.known() | {self.main.pid}
-        candidates = [c for c in osutil.children(os.getpid()) if c not in known]
-        if candidates and not leftovers.end_leftovers(
-                self.loop, self.reaper.watch, candidates, f"{SERVICE_ENV}={name}".encode(), self.log):
-            self.loop.call_later(RETRY_DELAY, lambda: self._end_leftovers(name))
-        # The service's own process (its report still holds it while its dead monitor is
-        # handled) was just SIGKILLed and is ours now. What it started in another session
-        # is re-parented to us only once it is dead, maybe after the helper looked: look
-        # again once it has been reaped.
-        svc = self.records.get(name)
-        pid = svc.report.pid if svc is not None else None
-        if pid in candidates:
-
-            def reaped(status: int) -> None:
-                self.reaper.orphans_reaped += 1
-                self._end_leftovers(name)
-
-            self.reaper.watch(pid, reaped)
 
     # --- reload: a retired record ends ------------------------------------------------
 

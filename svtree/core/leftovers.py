@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Callable
 
 from svtree import osutil
 from svtree.core.helper import Helper
+from svtree.core.monitors import SERVICE_ENV
 
 DEADLINE = 5.0  # seconds; what is left is ended by the final sweep at the latest
 NAME = b"svtree-leftover"
+RETRY_DELAY = 1.0  # after a failed fork of the helper
 
 
 def _pidfd(pid: int) -> "int | None":
@@ -87,3 +90,33 @@ def end_leftovers(loop, watch, candidates: "list[int]", marker: bytes, log) -> b
     finally:
         for fd in fds:
             os.close(fd)
+
+
+class Leftovers:
+    """Ends what a dead monitor's service left behind: the core's children (and their
+    descendants) that carry SVTREE_SERVICE=NAME. Monitors, the main command, the watcher
+    and helpers are known to the reaper (or are `main_pid()`) and never touched; a
+    process that cleared its environment escapes this and is ended by the final sweep."""
+
+    def __init__(self, loop, log, reaper, main_pid: "Callable[[], int | None]") -> None:
+        self.loop = loop
+        self.log = log
+        self.reaper = reaper
+        self.main_pid = main_pid
+
+    def end(self, name: str, service_pid: "int | None" = None) -> None:
+        """`service_pid`: the service's own process, just SIGKILLed, ours now."""
+        known = self.reaper.known() | {self.main_pid()}
+        candidates = [c for c in osutil.children(os.getpid()) if c not in known]
+        if candidates and not end_leftovers(self.loop, self.reaper.watch, candidates,
+                                            f"{SERVICE_ENV}={name}".encode(), self.log):
+            self.loop.call_later(RETRY_DELAY, lambda: self.end(name))
+        # What the service started in another session is re-parented to us only once the
+        # service is dead, maybe after the helper looked: look again once it is reaped.
+        if service_pid in candidates:
+
+            def reaped(status: int) -> None:
+                self.reaper.orphans_reaped += 1
+                self.end(name)
+
+            self.reaper.watch(service_pid, reaped)

@@ -26,7 +26,7 @@ MAX_QUEUED_COMMANDS = 64  # per monitor that does not read; then only what matte
 # run finish; one that has not exited this long after that (stopped, hung) is killed,
 # with its service, so that shutdown and reload end in bounded time.
 MONITOR_EXIT_GRACE = 2.0
-SERVICE_ENV = "SVTREE_SERVICE"
+SERVICE_ENV = "SVTREE_SERVICE"  # every service's environment holds SVTREE_SERVICE=NAME
 
 
 class Link:
