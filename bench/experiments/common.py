@@ -8,10 +8,10 @@ from __future__ import annotations
 UP_AND_WAIT = r'''
 child.close()
 parent.recv(65536)
-parent.send(wire.encode({"cmd": wire.UP}))
+parent.send(messages.encode(messages.Command(messages.Cmd.UP)))
 service = None
 while service is None:
-    service = wire.decode(parent.recv(65536)).get("pid")
+    service = messages.decode_report(parent.recv(65536)).pid
 '''
 
 

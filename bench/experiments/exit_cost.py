@@ -26,7 +26,7 @@ from procevents import Exec, ProcEvents  # noqa: E402
 CHILD = r'''
 import sys, time, os
 sys.path.insert(0, @REPO@)
-import svtree.core.main, svtree.core.tree, svtree.core.loop, svtree.core.control, svtree.core.reload
+import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
 import svtree.log, svtree.compiler, structlog
 print(time.monotonic(), flush=True)
 if sys.argv[1] == "os._exit":

@@ -66,7 +66,7 @@ sys.path.insert(0, REPO)
 from svtree import osutil
 from svtree.monitor import monitor_main
 from svtree.plan import ServiceSpec
-from svtree import wire
+from svtree import messages
 osutil.prepare_fork()
 FREEZE
 spec = ServiceSpec(name="s000", path=SVC, run=SVC + "/run")

@@ -23,8 +23,8 @@ GROUPS = [
     ("the monitor (svtree.monitor: states, osutil, wire, selectors, socket)", ["svtree.monitor"]),
     ("the compiler (svtree.compiler: tomllib, dataclasses, plan)", ["svtree.compiler"]),
     ("structlog (svtree.log)", ["svtree.log"]),
-    ("the rest of the core (core.main, tree, loop, reload, control, cli)",
-     ["svtree.cli", "svtree.core.main", "svtree.core.tree", "svtree.core.loop", "svtree.core.reload",
+    ("the rest of the core (core.main, core, loop, reload, control, cli)",
+     ["svtree.cli", "svtree.core.main", "svtree.core.core", "svtree.core.loop", "svtree.core.reload",
       "svtree.core.control"]),
 ]
 

@@ -29,9 +29,9 @@ CODE = r'''
 import os, sys, gc, socket, time
 sys.path.insert(0, @REPO@)
 if @KIND@ == "core":
-    import svtree.core.main, svtree.core.tree, svtree.core.loop, svtree.core.control, svtree.core.reload
+    import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
     import svtree.log, svtree.compiler, structlog
-from svtree import osutil, wire, monitor
+from svtree import messages, osutil, wire, monitor
 from svtree.plan import ServiceSpec
 osutil.prepare_fork()
 gc.freeze()

@@ -6,7 +6,7 @@
 Runs `svtree run` as PID 1 of a fresh PID namespace (unshare) under cProfile, with N
 `exec sleep` services on a tmpfs; the bench (outside) waits until every service runs,
 waits 1 s, sends SIGTERM and waits for the end. The profiler is switched off in each
-forked monitor (the wrapper replaces svtree.core.tree.monitor_main by one that disables
+forked monitor (the wrapper replaces svtree.core.monitors.monitor_main by one that disables
 it first), so the profile is the core's alone. Prints the functions with the largest
 cumulative and own time, the module import time (the part before boot), and writes the
 raw profile to FILE.prof (default /tmp/svtree-core.prof) for pstats or snakeviz.
@@ -34,13 +34,14 @@ TIMERS = @TIMERS@
 prof = cProfile.Profile()
 if not TIMERS:
     prof.enable()
-import svtree.core.tree as tree
-real = tree.monitor_main
+import svtree.core.monitors as monitors
+import svtree.core.core as core
+real = monitors.monitor_main
 def monitor_main(*a, **k):
     prof.disable()
     sys.setprofile(None)
     return real(*a, **k)
-tree.monitor_main = monitor_main
+monitors.monitor_main = monitor_main
 spent = {}
 if TIMERS:
     # Wall time in each of these, nested calls included (a wrapper costs ~1 us): no profiler.
@@ -57,14 +58,14 @@ if TIMERS:
                 d[0] += time.perf_counter() - t
                 d[1] += 1
         setattr(owner, name, wrapper)
-    for owner, name in ((tree.Core, "boot"), (tree.Core, "start_monitor"), (osutil, "fork_quiet"),
-                        (tree.Core, "send"), (tree.Core, "on_report"), (tree.Core, "log_transition"),
-                        (tree.Core, "converge"), (tree.Core, "shutdown_progress"),
-                        (tree.Core, "on_monitor_exit"), (tree.Core, "reap"), (tree.Core, "begin_sweep"),
-                        (tree.Core, "sweep_progress"), (tree.Core, "stop_for_good"),
-                        (tree.Core, "notify_listeners"), (cmain, "_load_plan")):
+    for owner, name in ((core.Core, "boot"), (core.Core, "_start_monitor"), (osutil, "fork_quiet"),
+                        (monitors.Monitors, "send"), (core.Core, "_on_report"),
+                        (core.Core, "_converge"), (core.Core, "_shutdown_progress"),
+                        (core.Core, "_on_monitor_exit"), (core.Core, "reap"),
+                        (core.Core, "_sweep_progress"), (core.Core, "_advance"),
+                        (core.Core, "_notify"), (cmain, "_load_plan")):
         timed(owner, name, f"{getattr(owner, '__name__', owner)}.{name}")
-    tree.osutil.fork_quiet = osutil.fork_quiet
+    monitors.osutil.fork_quiet = osutil.fork_quiet
 t_main = time.perf_counter()
 from svtree.cli import main
 try:

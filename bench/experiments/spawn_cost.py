@@ -33,7 +33,7 @@ sys.path.insert(0, BENCH)
 sys.path.insert(0, REPO)
 KIND = sys.argv[1]
 if KIND == "core":
-    import svtree.core.main, svtree.core.tree, svtree.core.loop, svtree.core.control, svtree.core.reload
+    import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
     import svtree.log, svtree.compiler, structlog
     from svtree import osutil
     state = [{"name": f"s{i:03d}", "report": {"state": "up", "pid": i}, "env": dict(os.environ)} for i in range(100)]

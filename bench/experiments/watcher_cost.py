@@ -36,7 +36,7 @@ import os, sys, time, gc
 sys.path.insert(0, REPO)
 sys.path.append(PURELIB)  # -S: site-packages by hand, without running its .pth files
 if KIND == "core":
-    import svtree.core.main, svtree.core.tree, svtree.core.loop, svtree.core.control, svtree.core.reload
+    import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
     import svtree.log, svtree.compiler, structlog
     gc.freeze()
 else:

@@ -46,9 +46,9 @@ import os, sys, time, gc, socket, json
 sys.path.insert(0, @REPO@)
 sys.path.insert(0, @BENCH@)
 if @KIND@ == "core":
-    import svtree.core.main, svtree.core.tree, svtree.core.loop, svtree.core.control, svtree.core.reload
+    import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
     import svtree.log, svtree.compiler, structlog
-from svtree import osutil, wire
+from svtree import messages, osutil, wire
 from svtree.monitor import monitor_main
 from svtree.plan import ServiceSpec
 osutil.prepare_fork()
@@ -84,7 +84,7 @@ for spec, st in zip(specs, state):
         monitor_main(spec, child.fileno(), 1, 2, st["env"])
     fork_times.append(time.monotonic() - a)
     child.close()
-    parent.send(wire.encode({"cmd": wire.UP}))
+    parent.send(messages.encode(messages.Command(messages.Cmd.UP)))
     socks.append((pid, parent))
 with open(@INFO@ + ".tmp", "w") as f:
     json.dump({"t0": t0, "per_fork": sum(fork_times) / len(fork_times), "cpu_before": cpu_before}, f)
