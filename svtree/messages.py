@@ -18,7 +18,7 @@ logs it, it never crashes on it. Not in wire.py: ctl imports wire.py and must no
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 from svtree import wire
 from svtree.states import Ev, State, Want
@@ -36,14 +36,16 @@ class Cmd(str, enum.Enum):
     EXIT = "exit"  # stop it, then the monitor exits
 
 
-@dataclass(frozen=True)
-class Command:
+# Both are NamedTuples: immutable values like frozen dataclasses, but built and copied
+# (`_replace`) without a frozen dataclass's object.__setattr__ per field: the core makes
+# one Report per report it reads, for every service.
+
+class Command(NamedTuple):
     kind: Cmd
     sig: int = 0  # SIGNAL only
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     seq: int  # increasing for the record's life in the core, across monitors
     state: State
     prev: State  # the state before `event`
@@ -114,7 +116,7 @@ _REPORT_CHECKS = {
     "gave_up": _bool, "finish_code": _opt_int, "last_uptime": _number,
     "delay": _opt_number, "error": _opt_str,
 }
-_REPORT_FIELDS = tuple(f.name for f in fields(Report))  # tests: each has one check
+_REPORT_FIELDS = Report._fields  # tests: each has one check
 
 
 # --- encode / decode --------------------------------------------------------------------
@@ -123,7 +125,7 @@ def encode(msg: "Command | Report") -> bytes:
     if isinstance(msg, Command):
         obj = {"cmd": msg.kind.value, "sig": msg.sig}
     else:
-        obj = {name: getattr(msg, name) for name in _REPORT_FIELDS}
+        obj = msg._asdict()
         for name in _REPORT_ENUMS:
             if obj[name] is not None:
                 obj[name] = obj[name].value
@@ -157,8 +159,11 @@ def decode_report(data: bytes) -> Report:
     return Report(**obj)
 
 
+_CMD = _enum(Cmd)
+
+
 def decode_command(data: bytes) -> Command:
     obj = _object(data, ("cmd", "sig"))
     if not _int(obj["sig"]):
         raise MessageError(f"command field sig: {obj['sig']!r}")
-    return Command(_enum(Cmd)(obj["cmd"]), obj["sig"])
+    return Command(_CMD(obj["cmd"]), obj["sig"])

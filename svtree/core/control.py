@@ -58,29 +58,6 @@ def request_timeout(req: dict) -> "float | None":
     return float(value)
 
 
-def status_row(v, now: float) -> dict:
-    """One service's line of `ctl status`, from its View (core/records.py)."""
-    pid = v.pid
-    started = v.started_at
-    if v.exit_code is not None:
-        last_exit = v.exit_code
-    elif v.exit_signal:
-        last_exit = -v.exit_signal
-    else:
-        last_exit = None
-    return {
-        "name": v.name,
-        "state": v.state.value,
-        "pid": pid,
-        "uptime": round(now - started, 3) if pid and started is not None else None,
-        "restarts": v.restarts,
-        "last_exit": last_exit,
-        "ready": v.state in SATISFIED,
-        "want": v.want.value,
-        "type": v.type,
-    }
-
-
 WAIT_STATES = {"up": UP_STATES, "ready": SATISFIED, "down": DOWN_STATES}
 
 
@@ -199,7 +176,7 @@ class Client:
 
 
 class Server:
-    """`core` is used only through its interface (views, check, want_up, ...);
+    """`core` is used only through its interface (status_rows, view, check, want_up, ...);
     `reload(source, reply)` asks for a reload (core/reload.py's Reloader.request)."""
 
     def __init__(self, loop, log, core, reload, path: str) -> None:
@@ -368,7 +345,7 @@ class Server:
 
     def verb_status(self, client, req, names) -> None:
         now = time.monotonic()
-        client.reply({"ok": True, "services": [status_row(v, now) for v in self.core.views(names)]})
+        client.reply({"ok": True, "services": self.core.status_rows(names, now)})
 
     def _change(self, client, req, names, action, until) -> None:
         core = self.core

@@ -40,10 +40,11 @@ class StartOrder:
     def step(self, start: "Callable[[Service], None]") -> bool:
         """Start what may start now. True the one time the whole tree has just come up."""
         waiting = set()
+        up, held = Want.UP, Life.HELD
         for svc in self.records:
-            if svc.want is not Want.UP:
+            if svc.want is not up:
                 continue
-            if svc.life is Life.HELD:
+            if svc.life is held:
                 if self.records.deps_ready(svc):
                     start(svc)
                     continue

@@ -7,16 +7,16 @@ main command (core/maincmd.py). Every child's exit comes through the one reaper
 (core/reaper.py). A record's life changes only in `_advance`, the shutdown's phase only
 in `_phase_event`.
 
-What others may do with it is the public part below: ctl's verbs (views, check, want
-up/down, restart, signal), a reload (apply a plan, is it settled), signals (begin the
-shutdown, forward to the main command), children it must reap, and listeners.
+What others may do with it is the public part below: ctl's verbs (status rows, views,
+check, want up/down, restart, signal), a reload (apply a plan, is it settled), signals
+(begin the shutdown, forward to the main command), children it must reap, listeners.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 from svtree import exitcodes, osutil
@@ -147,9 +147,11 @@ class Core:
         svc = self.records.get(name)
         return None if svc is None else svc.view()
 
-    def views(self, names: "list[str] | tuple[str, ...]" = ()) -> "list[View]":
-        """The named services (all of them, in start order, when none is named)."""
-        return [self.records.get(n).view() for n in (names or self.records.ordered_names())]
+    def status_rows(self, names: "list[str] | tuple[str, ...]", now: float) -> "list[dict]":
+        """`ctl status`: the named services' lines (all of them, in start order, when none
+        is named)."""
+        get = self.records.get
+        return [get(n).status_row(now) for n in (names or self.records.ordered_names())]
 
     def check(self) -> "str | None":
         """The first service that keeps the tree from being healthy, as one line."""
@@ -206,7 +208,7 @@ class Core:
                 svc.spec = specs[svc.name]  # same content (same digest)
         for name, retirement in going.items():
             svc = self.records.get(name)
-            svc.retirement = retirement
+            self.records.retire(svc, retirement)
             self._advance(svc, LifeEv.RETIRE)
         for name in diff.added:
             svc = Service(specs[name])
@@ -262,7 +264,7 @@ class Core:
 
     def _on_report(self, svc: Service, report: Report) -> None:
         last = svc.report
-        report = replace(report, restarts=report.restarts + svc.restarts_before)
+        report = report._replace(restarts=report.restarts + svc.restarts_before)
         svc.report = report
         log = self.log.bind(service=svc.name)
         for level, event, fields in report_log.said(report, missed=max(0, report.seq - last.seq - 1)):
@@ -297,8 +299,9 @@ class Core:
             svc.restarts_before = svc.report.restarts + (1 if pid else 0)
             # The core's own report of a dead monitor: a number of its own, so that
             # waiters see it; the next monitor's reports go on from there.
-            svc.report = replace(svc.report, seq=svc.report.seq + 1, prev=svc.report.state,
-                                 state=State.DOWN, pid=None, ready=False, event=None, error=None)
+            svc.report = svc.report._replace(seq=svc.report.seq + 1, prev=svc.report.state,
+                                             state=State.DOWN, pid=None, ready=False, event=None,
+                                             error=None)
             # During shutdown no monitor is forked: the record waits for its turn to end.
             self._advance(svc, LifeEv.MONITOR_EXITED)
         self._converge()
@@ -356,7 +359,8 @@ class Core:
             self._phase_event(PhaseEv.MAIN_GONE)
         if self.phase is Phase.SERVICES:
             self._stop_in_order()
-            if all(s.life is Life.GONE for s in self.records):
+            gone = Life.GONE
+            if all(s.life is gone for s in self.records):
                 self._phase_event(PhaseEv.SERVICES_GONE)
         if self.phase in (Phase.SWEEP, Phase.SWEEP_KILLED):
             self._sweep_progress()

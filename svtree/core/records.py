@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from svtree.messages import Report
 from svtree.plan import Plan, ServiceSpec
@@ -137,6 +138,28 @@ class Service:
             return State.STARTING
         return self.report.state
 
+    def status_row(self, now: float) -> dict:
+        """Its line of `ctl status` (the JSON object ctl prints or renders)."""
+        r = self.report
+        pid, started, state = r.pid, r.started_at, self.state
+        if r.exit_code is not None:
+            last_exit = r.exit_code
+        elif r.exit_signal:
+            last_exit = -r.exit_signal
+        else:
+            last_exit = None
+        return {
+            "name": self.spec.name,
+            "state": state.value,
+            "pid": pid,
+            "uptime": round(now - started, 3) if pid and started is not None else None,
+            "restarts": r.restarts,
+            "last_exit": last_exit,
+            "ready": state in SATISFIED,
+            "want": self.want.value,
+            "type": self.spec.type,
+        }
+
     def view(self) -> "View":
         r = self.report
         return View(name=self.name, state=self.state, want=self.want, type=self.spec.type,
@@ -145,9 +168,9 @@ class Service:
                     seq=r.seq)
 
 
-@dataclass(frozen=True)
-class View:
-    """What ctl sees of one service, taken at one moment."""
+class View(NamedTuple):
+    """What ctl sees of one service, taken at one moment (a NamedTuple: `ctl status` of
+    thousands of services makes one per service)."""
 
     name: str
     state: State  # as ctl shows it (see Service.state)
@@ -168,19 +191,29 @@ class Records:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.by_name: "dict[str, Service]" = {s.name: Service(s) for s in plan.services}
+        self._retiring = 0  # records with a retirement
 
     def __iter__(self):
-        return iter(list(self.by_name.values()))  # a copy: callers may add or remove
+        """The records; not a copy: take a list() to add or remove records meanwhile."""
+        return iter(self.by_name.values())
 
     def get(self, name: str) -> "Service | None":
         return self.by_name.get(name)
 
     def put(self, svc: Service) -> None:
         """Add a record, or replace the one of the same name."""
+        old = self.by_name.get(svc.name)
+        self._retiring -= old is not None and old.retirement is not None
         self.by_name[svc.name] = svc
+        self._retiring += svc.retirement is not None
 
     def remove(self, name: str) -> None:
-        del self.by_name[name]
+        self._retiring -= self.by_name.pop(name).retirement is not None
+
+    def retire(self, svc: Service, retirement: Retirement) -> None:
+        """A reload retires svc (once: a record is never retired twice)."""
+        svc.retirement = retirement
+        self._retiring += 1
 
     def level_order(self) -> "list[str]":
         return [n for level in self.plan.levels for n in level if n in self.by_name]
@@ -192,7 +225,7 @@ class Records:
         return names + sorted(set(self.by_name) - set(names))
 
     def retiring(self) -> bool:
-        return any(s.retirement is not None for s in self.by_name.values())
+        return self._retiring > 0
 
     def still_retiring(self, name: str) -> bool:
         svc = self.by_name.get(name)

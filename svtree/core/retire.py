@@ -25,6 +25,8 @@ def retirements(records: Records, new: Plan, removed, changed) -> "dict[str, Ret
 
 def ready_to_exit(records: Records) -> "list[Service]":
     """Retiring records none of whose retiring dependents is left: they get `exit` now."""
+    if not records.retiring():
+        return []
     return [svc for svc in records if svc.life is Life.RETIRING
             and not any(records.still_retiring(n) for n in svc.retirement.after)]
 

@@ -148,7 +148,7 @@ def test_the_table_logs_what_diffing_logged(spec, seq):
                 pid += 1
                 todo.insert(0, Event(Ev.SPAWNED, pid=pid))
         new = as_report(n + 1, status, prev, ev.kind)
-        carried = lambda r: replace(r, seq=0, prev=State.DOWN, event=None)  # noqa: E731
+        carried = lambda r: r._replace(seq=0, prev=State.DOWN, event=None)  # noqa: E731
         if carried(new) == carried(last):
             continue  # the monitor sends no report when nothing changed
         n += 1
