@@ -1,6 +1,6 @@
 """Messages between the core and a monitor: typed, frozen, validated at the border.
 
-The core sends `Command`s (up, down, restart, a signal, exit); the monitor sends a
+The core sends `Command`s (up, down, restart, a signal, exit, drain); the monitor sends a
 `Report` after every change of its service's status. A report says what happened (the
 `event` the monitor fed its state machine, and the state it led to from `prev`), so the
 core logs what the monitor saw instead of guessing it from two snapshots, and carries a
@@ -34,6 +34,7 @@ class Cmd(str, enum.Enum):
     RESTART = "restart"  # stop it, then start it
     SIGNAL = "signal"  # send `sig` to run
     EXIT = "exit"  # stop it, then the monitor exits
+    DRAIN = "drain"  # a logger whose input is closed: let run end at end of file, then as exit
 
 
 # Both are NamedTuples: immutable values like frozen dataclasses, but built and copied

@@ -27,6 +27,7 @@ import selectors
 import signal
 import socket
 import time
+from dataclasses import dataclass
 
 from svtree import osutil, wire
 from svtree.messages import Cmd, Report, decode_command, encode
@@ -42,13 +43,27 @@ _STOP_AFTER_FORK = os.environ.get("SVTREE_TEST_STOP_AFTER_FORK") == "1"
 MAX_QUEUED_REPORTS = 64  # reports waiting for room in the socket; then only the latest
 
 
+@dataclass(frozen=True)
+class Stdio:
+    """The fds the core hands a monitor for its service, kept across restarts of run:
+    the only ones the monitor keeps besides its socket. stdout and stderr go to run,
+    finish and the ready probe; stdin to run only (a logger's finish or probe must not
+    read its lines): None is /dev/null."""
+
+    stdout: int  # a prefix pipe, svtree's own stdout, or the write end of a logger's pipe
+    stderr: int  # a prefix pipe, or svtree's own stderr
+    stdin: "int | None" = None  # a logger's: the read end of its pipe
+
+    def fds(self) -> "tuple[int, ...]":
+        return tuple(fd for fd in (self.stdin, self.stdout, self.stderr) if fd is not None)
+
+
 class Monitor:
-    def __init__(self, spec, sock: socket.socket, out_fd: int, err_fd: int, env: "dict[str, str]",
+    def __init__(self, spec, sock: socket.socket, stdio: Stdio, env: "dict[str, str]",
                  first_seq: int = 1):
         self.spec = spec
         self.sock = sock
-        self.out_fd = out_fd
-        self.err_fd = err_fd
+        self.stdio = stdio
         self.env = env
         self.status = Status()
         self.seq = first_seq - 1  # of the last report
@@ -155,9 +170,10 @@ class Monitor:
         elif cmd.kind is Cmd.SIGNAL:
             if self.status.pid is not None:
                 osutil.kill_quietly(self.status.pid, cmd.sig)
-        elif cmd.kind is Cmd.EXIT:
+        elif cmd.kind in (Cmd.EXIT, Cmd.DRAIN):
             self.exit_when_down = True
-            self.feed(Event(Ev.WANT_DOWN, strays=bool(self.strays())))
+            ev = Ev.WANT_DOWN if cmd.kind is Cmd.EXIT else Ev.DRAIN
+            self.feed(Event(ev, strays=bool(self.strays())))
 
     def reap(self) -> None:
         while True:
@@ -231,7 +247,8 @@ class Monitor:
                 osutil.killpg_quietly(self.probe_pid, SIGKILL)
 
     def _fds(self) -> "dict[int, int]":
-        return {0: self.devnull, 1: self.out_fd, 2: self.err_fd}
+        """finish's and the ready probe's: stdin /dev/null."""
+        return {0: self.devnull, 1: self.stdio.stdout, 2: self.stdio.stderr}
 
     def _spawn(self, argv, fds, go=None, cwd=None) -> int:
         s = self.spec
@@ -244,6 +261,8 @@ class Monitor:
         self.escalated = False
         self._close_notify()
         fds = self._fds()
+        if self.stdio.stdin is not None:
+            fds[0] = self.stdio.stdin
         notify_w = None
         if self.spec.notification_fd is not None:
             self.notify_fd, notify_w = os.pipe()
@@ -383,7 +402,7 @@ class Monitor:
             self.sel.modify(self.sock, _READ, "core")
 
 
-def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, str]",
+def monitor_main(spec, sock_fd: int, stdio: Stdio, env: "dict[str, str]",
                  first_seq: int = 1) -> None:
     """Entry point in the freshly forked child of the core. Never returns."""
     try:
@@ -394,11 +413,11 @@ def monitor_main(spec, sock_fd: int, out_fd: int, err_fd: int, env: "dict[str, s
         signal.signal(signal.SIGCHLD, lambda *_: None)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, osutil.ORIGINAL_SIGMASK)
         # Close everything the core had open except our own channels.
-        osutil.close_fds_except({0, 1, 2, sock_fd, out_fd, err_fd})
+        osutil.close_fds_except({0, 1, 2, sock_fd, *stdio.fds()})
         osutil.set_child_subreaper()
         sock = socket.socket(fileno=sock_fd)
         sock.setblocking(False)
-        Monitor(spec, sock, out_fd, err_fd, env, first_seq).run()
+        Monitor(spec, sock, stdio, env, first_seq).run()
     except BaseException:
         try:
             import traceback

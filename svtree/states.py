@@ -47,6 +47,11 @@ class Ev(str, enum.Enum):
     TIMEOUT = "timeout"  # status.deadline passed
     FINISH_EXITED = "finish_exited"  # finish exited: code (256 + signal if killed)
     STRAYS_GONE = "strays_gone"  # run is gone and nothing it left behind is left
+    # A logger's input is closed for good (every service feeding it is gone: shutdown, or
+    # a reload removed them): wanted down, but run first gets stop_timeout to read what
+    # is left and end by itself at end of file; stop_signal only then (s6-svscan's way
+    # of stopping a logger after its producer).
+    DRAIN = "drain"
 
 
 # What a state counts as, in one place for all who ask (the core's start order and boot,
@@ -87,6 +92,8 @@ class Status:
     ready: bool = False
     deadline: "float | None" = None
     stop_reason: StopReason = StopReason.NONE
+    # STOPPING without stop_signal sent yet: a drained logger's time to end by itself.
+    draining: bool = False
     gave_up: bool = False  # ended for good (policy, finish 125, oneshot failure)
     finish_code: "int | None" = None  # last finish exit code
     # run's last exit has been dealt with (finish ran, or there is none): a stop of what
@@ -183,7 +190,7 @@ def _spawn(spec, st: Status, now: float, counts_as_restart: bool):
 def _start_stop(spec, st: Status, now: float, reason: StopReason, effects=()):
     """Send stop_signal to run and give it stop_timeout."""
     st = replace(st, state=State.STOPPING, ready=False, deadline=now + spec.stop_timeout,
-                 stop_reason=reason)
+                 stop_reason=reason, draining=False)
     return st, [*effects, Kill(spec.stop_signal, "main")]
 
 
@@ -331,8 +338,15 @@ def restart_running(spec, st, ev, now):
     return _start_stop(spec, replace(st, want=Want.UP), now, StopReason.REQUESTED, [StopProbe()])
 
 
+def drain_running(spec, st, ev, now):
+    """A logger whose input is closed: no signal yet, stop_timeout to end by itself."""
+    st = replace(st, state=State.STOPPING, want=Want.DOWN, ready=False, draining=True,
+                 deadline=now + spec.stop_timeout, stop_reason=StopReason.REQUESTED)
+    return st, [StopProbe()]
+
+
 def stopping_exited(spec, st, ev, now):
-    st = _record_exit(st, ev, now)
+    st = replace(_record_exit(st, ev, now), draining=False)
     if ev.strays:
         # run is gone but left processes behind: they get the stop signal too, and the
         # stop ends when they are gone (STRAYS_GONE) or SIGKILLed at the same deadline.
@@ -349,6 +363,9 @@ def strays_gone(spec, st, ev, now):
 
 
 def stop_overdue(spec, st, ev, now):
+    if st.draining:  # the drained logger did not end by itself: now the usual stop
+        return replace(st, draining=False, deadline=now + spec.stop_timeout), [
+            Kill(spec.stop_signal, "main")]
     # No further deadline: SIGKILL cannot be caught; the exit (or STRAYS_GONE) follows.
     return replace(st, deadline=None), [Kill(SIGKILL, "all")]
 
@@ -415,50 +432,54 @@ _I = ignore
 
 TABLE: "dict[State, dict[Ev, Handler]]" = {
     S.DOWN: {
-        E.WANT_UP: start, E.WANT_DOWN: down_idle, E.RESTART: start,
+        E.WANT_UP: start, E.WANT_DOWN: down_idle, E.DRAIN: down_idle, E.RESTART: start,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: _I, E.READY: _I, E.TIMEOUT: _I,
         E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },
     S.STARTING: {
         # A longrun leaves STARTING within one step (spawn is synchronous in the
         # monitor); a oneshot stays here while run runs.
-        E.WANT_UP: want_up, E.WANT_DOWN: oneshot_stop, E.RESTART: oneshot_restart,
+        E.WANT_UP: want_up, E.WANT_DOWN: oneshot_stop, E.DRAIN: oneshot_stop,
+        E.RESTART: oneshot_restart,
         E.SPAWNED: spawned, E.SPAWN_FAILED: spawn_failed, E.EXITED: oneshot_exited,
         E.READY: _I, E.TIMEOUT: _I, E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },
     S.UP: {
-        E.WANT_UP: want_up, E.WANT_DOWN: stop_running, E.RESTART: restart_running,
+        E.WANT_UP: want_up, E.WANT_DOWN: stop_running, E.DRAIN: drain_running,
+        E.RESTART: restart_running,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: crashed, E.READY: ready,
         E.TIMEOUT: ready_timed_out, E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },
     S.READY: {
-        E.WANT_UP: want_up, E.WANT_DOWN: stop_running, E.RESTART: restart_running,
+        E.WANT_UP: want_up, E.WANT_DOWN: stop_running, E.DRAIN: drain_running,
+        E.RESTART: restart_running,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: crashed, E.READY: _I,
         E.TIMEOUT: _I, E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },
     S.STOPPING: {
-        E.WANT_UP: restart_when_stopped, E.WANT_DOWN: stop_when_stopped,
+        E.WANT_UP: restart_when_stopped, E.WANT_DOWN: stop_when_stopped, E.DRAIN: stop_when_stopped,
         E.RESTART: restart_when_stopped, E.SPAWNED: _I, E.SPAWN_FAILED: _I,
         E.EXITED: stopping_exited, E.READY: _I, E.TIMEOUT: stop_overdue,
         E.FINISH_EXITED: _I, E.STRAYS_GONE: strays_gone,
     },
     S.FINISHING: {
-        E.WANT_UP: want_up, E.WANT_DOWN: stop_when_stopped, E.RESTART: restart_finishing,
+        E.WANT_UP: want_up, E.WANT_DOWN: stop_when_stopped, E.DRAIN: stop_when_stopped,
+        E.RESTART: restart_finishing,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: _I, E.READY: _I,
         E.TIMEOUT: finish_overdue, E.FINISH_EXITED: finish_exited, E.STRAYS_GONE: _I,
     },
     S.BACKOFF: {
-        E.WANT_UP: want_up, E.WANT_DOWN: down_idle, E.RESTART: restart_now,
+        E.WANT_UP: want_up, E.WANT_DOWN: down_idle, E.DRAIN: down_idle, E.RESTART: restart_now,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: _I, E.READY: _I,
         E.TIMEOUT: backoff_over, E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },
     S.FAILED: {
-        E.WANT_UP: start, E.WANT_DOWN: down_idle, E.RESTART: start,
+        E.WANT_UP: start, E.WANT_DOWN: down_idle, E.DRAIN: down_idle, E.RESTART: start,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: _I, E.READY: _I, E.TIMEOUT: _I,
         E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },
     S.DONE: {
-        E.WANT_UP: want_up, E.WANT_DOWN: done_stop, E.RESTART: done_restart,
+        E.WANT_UP: want_up, E.WANT_DOWN: done_stop, E.DRAIN: done_stop, E.RESTART: done_restart,
         E.SPAWNED: _I, E.SPAWN_FAILED: _I, E.EXITED: _I, E.READY: _I, E.TIMEOUT: _I,
         E.FINISH_EXITED: _I, E.STRAYS_GONE: _I,
     },

@@ -310,6 +310,19 @@ def descendants(pid: int) -> "list[int]":
     return out
 
 
+def host_pid(sv: Svtree, ns_pid: int) -> "int | None":
+    """The host pid of the process svtree knows as `ns_pid` (what `ctl status` shows),
+    or None if there is none."""
+    for p in descendants(sv.pid1):
+        try:
+            nspids = proc_status(p).get("NSpid", "").split()
+        except OSError:
+            continue
+        if nspids and int(nspids[-1]) == ns_pid:
+            return p
+    return None
+
+
 def proc_status(pid: int) -> "dict[str, str]":
     out = {}
     with open(f"/proc/{pid}/status") as f:

@@ -64,7 +64,7 @@ ZYGOTE = r'''
 import os, sys, gc, socket
 sys.path.insert(0, REPO)
 from svtree import osutil
-from svtree.monitor import monitor_main
+from svtree.monitor import Stdio, monitor_main
 from svtree.plan import ServiceSpec
 from svtree import messages
 osutil.prepare_fork()
@@ -74,7 +74,7 @@ parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 env = dict(os.environ, SVTREE_SERVICE="s000")
 pid = osutil.fork_quiet()
 if pid == 0:
-    monitor_main(spec, child.fileno(), 1, 2, env)
+    monitor_main(spec, child.fileno(), Stdio(1, 2), env)
 @UP_AND_WAIT@
 print(pid, flush=True)
 sys.stdin.read()

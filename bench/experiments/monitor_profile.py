@@ -61,7 +61,7 @@ if pid == 0:
                 f.write(f"{minflt() - faults0} {took}")
     monitor.Monitor.report = report
     prof.enable()
-    monitor.monitor_main(spec, child.fileno(), 1, 2, env)
+    monitor.monitor_main(spec, child.fileno(), monitor.Stdio(1, 2), env)
 @UP_AND_WAIT@
 time.sleep(0.3)
 os.kill(pid, 9)

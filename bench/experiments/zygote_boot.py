@@ -49,7 +49,7 @@ if @KIND@ == "core":
     import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
     import svtree.log, svtree.compiler, structlog
 from svtree import messages, osutil, wire
-from svtree.monitor import monitor_main
+from svtree.monitor import Stdio, monitor_main
 from svtree.plan import ServiceSpec
 osutil.prepare_fork()
 osutil.set_child_subreaper()
@@ -81,7 +81,7 @@ for spec, st in zip(specs, state):
     a = time.monotonic()
     pid = osutil.fork_quiet()
     if pid == 0:
-        monitor_main(spec, child.fileno(), 1, 2, st["env"])
+        monitor_main(spec, child.fileno(), Stdio(1, 2), st["env"])
     fork_times.append(time.monotonic() - a)
     child.close()
     parent.send(messages.encode(messages.Command(messages.Cmd.UP)))

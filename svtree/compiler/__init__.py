@@ -11,12 +11,12 @@ What a definition is: svtree/definition.py, shared with the watcher.
 
 from __future__ import annotations
 
-from svtree.compiler.build import check_runnable, compile_tree, find_tree_dir
+from svtree.compiler.build import compile_tree, find_tree_dir
 from svtree.compiler.discover import NoTreeError
 from svtree.compiler.files import DefinitionFiles
 from svtree.compiler.layout import compile_source, recompile
 from svtree.compiler.planfile import load_plan_file
 from svtree.compiler.settings import settings_markdown
 
-__all__ = ["DefinitionFiles", "NoTreeError", "check_runnable", "compile_source", "compile_tree",
+__all__ = ["DefinitionFiles", "NoTreeError", "compile_source", "compile_tree",
            "find_tree_dir", "load_plan_file", "recompile", "settings_markdown"]

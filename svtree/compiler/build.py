@@ -237,23 +237,6 @@ def compile_tree(directory: str, files: "DefinitionFiles | None" = None) -> Plan
     return assemble(compiler, read, settings, global_bytes)
 
 
-def check_runnable(plan: Plan) -> Plan:
-    """`plan`, unless `svtree run` cannot run it yet: loggers (a log/ subdirectory, s6-rc's
-    producer-for) are compiled, but the pipe between a service and its logger is not
-    wired yet. Raises CompileError then, so that run starts nothing and a reload that
-    adds one changes nothing, instead of running the logger beside a service whose
-    output goes elsewhere."""
-    by_name = plan.by_name()
-    problems = [
-        Problem(by_name[s.logger].path, f"loggers are not supported yet ({s.name} -> {s.logger})",
-                hint="svtree compile shows the pipeline; to run the tree now, remove the logger "
-                     "(a log/ directory, or producer-for and consumer-for)")
-        for s in plan.services if s.logger]
-    if problems:
-        raise CompileError(problems)
-    return plan
-
-
 def assemble(compiler: _Compiler, read: "dict[str, _Read]", settings: GlobalSettings,
              global_bytes: "bytes | None",
              files_of: "Callable[[ServiceSpec], str] | None" = None) -> Plan:

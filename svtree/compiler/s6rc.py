@@ -67,8 +67,10 @@ SUPPORTED_FILES: "tuple[tuple[str, str, str], ...]" = (
     ("timeout-finish", "longrun", "ms: `finish_timeout` (0: no limit)"),
     ("down-signal", "longrun", "`stop_signal`"),
     ("producer-for, consumer-for, pipeline-name", "longrun",
-     "the pipeline: the producer's stdout feeds its logger's stdin; the producer depends on its "
-     "logger; pipeline-name is a bundle of the whole pipeline (**run: next version**)"),
+     "the pipeline: the producer's stdout (not its stderr: `exec 2>&1` in run sends it too, as "
+     "under s6-rc) is its logger's stdin, through one pipe svtree keeps across restarts of "
+     "either side (several producers of one logger share it); the producer depends on its "
+     "logger; pipeline-name is a bundle of the whole pipeline (see Loggers)"),
     ("up", "oneshot", "run with `execlineb -P` at boot (Debian's `execline` package)"),
     ("down", "oneshot", "run with `execlineb -P` at shutdown, as the oneshot's `finish`"),
     ("timeout-down", "oneshot", "ms: `finish_timeout` of `down` (0: the default)"),

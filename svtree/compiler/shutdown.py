@@ -8,6 +8,9 @@ after the other, each taking its worst case:
 
 - a longrun: `stop_timeout` (its run may ignore `stop_signal` until SIGKILL), plus
   `finish_timeout` when it has a `finish` (finish runs after every exit of run);
+- a logger (a service others feed): twice `stop_timeout`, plus `finish_timeout` when
+  it has a `finish`: once its producers are gone it first gets stop_timeout to read
+  what is left and end by itself at end of file, then stop_signal as any longrun;
 - a oneshot: `finish_timeout` when it has a `finish` (run once at shutdown), after every
   service that depends on it is gone; or, when its run is still running (the boot is not
   over), `stop_timeout` alone: then nothing that depends on it has started yet, so
@@ -51,6 +54,7 @@ def worst_case_shutdown(plan: Plan) -> ShutdownBudget:
     """
     by_name = plan.by_name()
     dependents = plan.dependents()
+    loggers = {s.logger for s in plan.services if s.logger}
     gone: "dict[str, float]" = {}
     after: "dict[str, str | None]" = {}  # the dependent whose stop s waits for, on its worst path
     own: "dict[str, float]" = {}  # what s itself takes on its worst path
@@ -69,7 +73,8 @@ def worst_case_shutdown(plan: Plan) -> ShutdownBudget:
                     continue
                 gone[name], after[name], own[name] = done, waited, _finish_cost(spec)
             else:
-                cost = spec.stop_timeout + _finish_cost(spec)
+                stops = 2 if name in loggers else 1  # a logger's end of file, then its stop
+                cost = stops * spec.stop_timeout + _finish_cost(spec)
                 gone[name], after[name], own[name] = latest + cost, waited, cost
     last = max(sorted(gone), key=lambda n: gone[n], default=None)
     services = gone[last] if last is not None else 0.0

@@ -26,6 +26,7 @@ from svtree.core.leftovers import Leftovers
 from svtree.core.maincmd import MainCommand
 from svtree.core.monitors import Link, Monitors
 from svtree.core.output import Output
+from svtree.core.pipelines import Pipelines
 from svtree.core.reaper import Reaper
 from svtree.core.records import Do, Life, LifeEv, Records, Service, View, next_life
 from svtree.core.retire import ready_to_exit, retirements, successor
@@ -65,6 +66,7 @@ class Core:
         self.log = log
         self.streams = streams if streams is not None else Output(loop)
         self.records = Records(plan)
+        self.pipelines = Pipelines()  # the pipes between services and their loggers
         self.reaper = Reaper(loop, children)
         self.monitors = Monitors(loop, log, self.streams, output, self.reaper.watch,
                                  self._on_report, self._on_monitor_exit)
@@ -214,6 +216,7 @@ class Core:
             svc = Service(specs[name])
             self.records.put(svc)
             self._start_monitor(svc)
+        self.pipelines.prune(self.records)
         self._converge()
 
     # === inside ============================================================================
@@ -224,7 +227,8 @@ class Core:
         if do is Do.SEND_UP:
             self.monitors.send(svc, Command(Cmd.UP))
         elif do is Do.SEND_EXIT:
-            self.monitors.send_exit(svc)
+            # A logger nothing feeds any more reads its pipe to the end first.
+            self.monitors.send_exit(svc, drain=self.pipelines.drain(svc.name, self.records))
         elif do is Do.FORK:
             self._start_monitor(svc)
         elif do is Do.ENDED and svc.retirement is not None:
@@ -239,7 +243,8 @@ class Core:
         if self.shutting_down or svc.life is not Life.NO_MONITOR or self.records.get(svc.name) is not svc:
             return
         try:
-            self.monitors.fork(svc)
+            stdin, logged = self.pipelines.ends(svc.spec, self.plan)
+            self.monitors.fork(svc, stdin, logged)
         except OSError as e:
             self.log.warning("retry_later", service=svc.name, what="fork monitor", error=e.strerror)
             self.loop.call_later(RETRY_DELAY, lambda: self._start_monitor(svc))
@@ -329,6 +334,7 @@ class Core:
         new = None if self.shutting_down else successor(old)
         if new is None:
             self.records.remove(name)
+            self.pipelines.prune(self.records)
         else:
             self.records.put(new)
             self._start_monitor(new)
@@ -347,6 +353,7 @@ class Core:
         if new is Phase.MAIN:
             self.main.stop(settings.main_stop_timeout)
         elif new is Phase.SWEEP:
+            self.pipelines.close_all()  # every monitor is gone: nobody reads or writes them
             self.sweep.begin(settings.kill_grace, self._grace_over, self.shutdown_started)
         elif new is Phase.SWEEP_KILLED:
             self.sweep.kill()

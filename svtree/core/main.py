@@ -30,11 +30,11 @@ def _first_job(args):
     """What the first compile does, in the child: the plan of --plan, --s6-overlay or DIR."""
 
     def job(files):
-        from svtree.compiler import check_runnable, compile_source, load_plan_file
+        from svtree.compiler import compile_source, load_plan_file
 
         if args.plan:
-            return check_runnable(load_plan_file(args.plan, files))
-        return check_runnable(compile_source(args.source, files))  # cli.py chose it
+            return load_plan_file(args.plan, files)
+        return compile_source(args.source, files)  # cli.py chose it
 
     return job
 

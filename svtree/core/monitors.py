@@ -19,7 +19,7 @@ from svtree import osutil, wire
 from svtree.core.output import Output, PrefixedPipe
 from svtree.core.records import Service
 from svtree.messages import Cmd, Command, MessageError, Report, decode_report, encode
-from svtree.monitor import monitor_main
+from svtree.monitor import Stdio, monitor_main
 
 MAX_QUEUED_COMMANDS = 64  # per monitor that does not read; then only what matters is kept
 # A monitor told to `exit` has stop_timeout + finish_timeout to stop its service and
@@ -70,35 +70,39 @@ class Monitors:
         env[SERVICE_ENV] = spec.name
         return env
 
-    def fork(self, svc: Service) -> Link:
-        """Fork svc's monitor and link it; OSError (EAGAIN, EMFILE, ...) if it could not."""
+    def fork(self, svc: Service, stdin: "int | None" = None, logged: "int | None" = None) -> Link:
+        """Fork svc's monitor and link it; OSError (EAGAIN, EMFILE, ...) if it could not.
+        `stdin`: a logger's, the read end of its pipe; `logged`: the write end of its
+        logger's pipe, its stdout instead of a prefix pipe or svtree's stdout (both
+        from core/pipelines.py, which keeps them)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pipes: "list[tuple[int, int]]" = []
+        pipes: "list[tuple[int, int, int]]" = []  # (read end, write end, svtree's fd)
         try:
+            targets = (1, 2) if logged is None else (2,)  # a logged stdout goes to the logger
             if self.output == "prefix":
-                pipes = [os.pipe(), os.pipe()]
-                out_w, err_w = pipes[0][1], pipes[1][1]
-            else:
-                out_w, err_w = 1, 2
+                pipes = [(*os.pipe(), target) for target in targets]
+            own = {target: w for _, w, target in pipes}
+            stdio = Stdio(stdout=logged if logged is not None else own.get(1, 1),
+                          stderr=own.get(2, 2), stdin=stdin)
             env = self.service_env(svc.spec)
             gc.freeze()  # keep the monitor's copy-on-write pages shared
             pid = osutil.fork_quiet()
         except OSError:
             parent.close()
             child.close()
-            for r, w in pipes:
+            for r, w, _ in pipes:
                 os.close(r)
                 os.close(w)
             raise
         if pid == 0:
             # never returns; its reports go on from this record's last sequence number
-            monitor_main(svc.spec, child.fileno(), out_w, err_w, env, svc.report.seq + 1)
+            monitor_main(svc.spec, child.fileno(), stdio, env, svc.report.seq + 1)
         child.close()
         link = svc.link = Link(pid, parent)
         self.watch(pid, lambda status: self.on_exit(svc, link, status))
         parent.setblocking(False)
         self.loop.add_reader(parent, lambda: self._readable(svc, link))
-        for (r, w), target in zip(pipes, (1, 2)):
+        for r, w, target in pipes:
             os.close(w)
             link.pipes.append(self.streams.pipe(svc.name, r, target))
         return link
@@ -136,17 +140,20 @@ class Monitors:
         """A monitor that reads nothing (stopped): keep its latest want and an `exit`;
         signals for a process nobody supervises right now are dropped."""
         wants = [m for m in link.outbox if m[0] in (Cmd.UP, Cmd.DOWN, Cmd.RESTART)]
-        keep = wants[-1:] + [m for m in link.outbox if m[0] is Cmd.EXIT][:1]
+        keep = wants[-1:] + [m for m in link.outbox if m[0] in (Cmd.EXIT, Cmd.DRAIN)][:1]
         link.outbox = collections.deque(keep)
 
-    def send_exit(self, svc: Service) -> None:
-        """Tell the monitor to stop its service and exit; kill it if it has not exited
-        in time (a stopped or hung monitor must not hold shutdown or a reload)."""
-        self.send(svc, Command(Cmd.EXIT))
+    def send_exit(self, svc: Service, drain: bool = False) -> None:
+        """Tell the monitor to stop its service and exit (`drain`: a logger whose input
+        is closed, which first gets stop_timeout to end by itself); kill it if it has
+        not exited in time (a stopped or hung monitor must not hold shutdown or a
+        reload)."""
+        self.send(svc, Command(Cmd.DRAIN if drain else Cmd.EXIT))
         link = svc.link
         spec = svc.spec
+        stops = 2 if drain else 1
         link.exit_timer = self.loop.call_later(
-            spec.stop_timeout + spec.finish_timeout + MONITOR_EXIT_GRACE,
+            stops * spec.stop_timeout + spec.finish_timeout + MONITOR_EXIT_GRACE,
             lambda: self._overdue(svc, link))
 
     def _overdue(self, svc: Service, link: Link) -> None:

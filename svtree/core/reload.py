@@ -167,7 +167,7 @@ class Reloader:
 
     def run(self) -> None:
         """Start a compile for the requests so far; those arriving meanwhile wait for the next."""
-        from svtree.compiler import check_runnable, recompile
+        from svtree.compiler import recompile
 
         core = self.core
         replies, self.replies = self.replies, []
@@ -179,7 +179,7 @@ class Reloader:
             self.compiled(outcome, trigger, replies)
 
         def job(files):
-            return check_runnable(recompile(plan, files))
+            return recompile(plan, files)
 
         try:
             self.compiling = Compilation(self.loop, core.watch_child, job, self.cache,

@@ -66,7 +66,7 @@ def _down(r: Report):
 Row = "Callable[[Report], Said | None] | None"  # for the reader: a function or None
 
 BY_EVENT: "dict[Ev, Row]" = {
-    Ev.WANT_UP: None, Ev.WANT_DOWN: None, Ev.RESTART: None,
+    Ev.WANT_UP: None, Ev.WANT_DOWN: None, Ev.DRAIN: None, Ev.RESTART: None,
     Ev.SPAWNED: _started, Ev.SPAWN_FAILED: None, Ev.EXITED: _exited, Ev.READY: None,
     Ev.TIMEOUT: None, Ev.FINISH_EXITED: _finish_exited, Ev.STRAYS_GONE: None,
 }

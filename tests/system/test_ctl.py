@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from harness import REPO, descendants, needs_pidns, proc_status, wait_for
+from harness import REPO, host_pid, needs_pidns, proc_status, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 
@@ -72,18 +72,6 @@ def timed(fn, *args, **kw):
     t0 = time.monotonic()
     r = fn(*args, **kw)
     return r, time.monotonic() - t0
-
-
-def host_pid(sv, ns_pid: int) -> "int | None":
-    """The host pid of the process svtree knows as `ns_pid`, or None if there is none."""
-    for p in descendants(sv.pid1):
-        try:
-            nspids = proc_status(p).get("NSpid", "").split()
-        except OSError:
-            continue
-        if nspids and int(nspids[-1]) == ns_pid:
-            return p
-    return None
 
 
 def alive(host: "int | None") -> bool:

@@ -163,20 +163,6 @@ def test_unknown_s6_variables_are_warned_and_the_tree_runs(tree, run_svtree):
     assert sv.stop() == 0
 
 
-def test_a_tree_with_a_logger_is_refused_by_run_with_one_line(tree, run_svtree):
-    root = v3_root(tree)
-    rc = os.path.join(root, "etc", "s6-overlay", "s6-rc.d")
-    write(f"{rc}/svc-app/producer-for", "svc-app-log\n")
-    write(f"{rc}/svc-app-log/type", "longrun\n")
-    write(f"{rc}/svc-app-log/run", "#!/bin/sh\nexec cat\n", 0o755)
-    write(f"{rc}/svc-app-log/consumer-for", "svc-app\n")
-    sv = run_svtree(source=["--s6-overlay", root])
-    assert sv.wait() == 2
-    err = sv.stderr()
-    assert "svc-app-log: loggers are not supported yet (svc-app -> svc-app-log)" in err, err
-    assert tree.event_lines() == []  # nothing started
-
-
 def test_s6_cmd_receive_signals_hands_term_and_quit_to_the_main_command(tree, run_svtree):
     import signal
 

@@ -9,7 +9,7 @@ import socket
 
 from svtree import wire
 from svtree.messages import decode_report
-from svtree.monitor import MAX_QUEUED_REPORTS, Monitor
+from svtree.monitor import MAX_QUEUED_REPORTS, Monitor, Stdio
 from svtree.plan import ServiceSpec
 
 SPEC = ServiceSpec(name="s", path="/tmp", run="/bin/true")
@@ -20,7 +20,7 @@ def monitor_with_a_core_that_does_not_read(first_seq=1):
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     mine.setblocking(False)
     core.setblocking(False)
-    m = Monitor(SPEC, mine, 1, 2, {}, first_seq)
+    m = Monitor(SPEC, mine, Stdio(1, 2), {}, first_seq)
     m.sel.register(mine, selectors.EVENT_READ, "core")
     return m, core
 

@@ -13,7 +13,7 @@ import pytest
 
 from compiler_trees import RUN, make_service, scratch, write_file  # noqa: F401
 from svtree import cli
-from svtree.compiler import check_runnable, compile_tree, load_plan_file
+from svtree.compiler import compile_tree, load_plan_file
 from svtree.compiler.s6env import variables_markdown
 from svtree.compiler.s6overlay import automatic_root, compile_s6_overlay
 from svtree.compiler.s6rc import files_markdown
@@ -307,15 +307,6 @@ def test_a_log_subdirectory_is_the_logger_service_name_log(scratch):  # noqa: F8
     assert by["web/log"].path == os.path.join(tree, "web", "log") and by["web/log"].logger is None
     assert plan.levels == (("db", "web/log"), ("web",))  # the logger starts first, stops last
     assert plan.pipelines() == (("web", "web/log"),)
-    with pytest.raises(CompileError) as info:
-        check_runnable(plan)
-    (problem,) = info.value.problems
-    assert problem.render() == (f"{tree}/web/log: loggers are not supported yet (web -> web/log) (svtree compile "
-                                "shows the pipeline; to run the tree now, remove the logger (a log/ directory, "
-                                "or producer-for and consumer-for))")
-    plain = os.path.join(scratch, "plain")
-    make_service(plain, "db")
-    assert check_runnable(compile_tree(plain)).by_name()["db"].logger is None  # no logger: runnable
 
 
 def test_editing_a_logger_restarts_it_and_its_producer(scratch):  # noqa: F811

@@ -34,6 +34,14 @@ def test_empty_tree_is_main_stop_timeout_plus_kill_grace():
     assert (budget.total, budget.services, budget.chain) == (6.0, 0.0, ())
 
 
+def test_a_logger_counts_its_time_to_end_by_itself_then_its_stop():
+    app = ServiceSpec(**{**longrun("app", deps=("app-log",), stop=4.0).__dict__, "logger": "app-log"})
+    budget = worst_case_shutdown(plan_of(app, longrun("app-log", stop=3.0, finish=1.0),
+                                         levels=(("app-log",), ("app",)), kill_grace=0.0))
+    # app: 4; then its logger: 3 to read to the end of its pipe, 3 after TERM, finish 1.
+    assert budget.chain == (("app", 4.0), ("app-log", 7.0)) and budget.services == 11.0
+
+
 def test_a_chain_adds_up_and_parallel_services_do_not():
     # db <- app <- proxy (a chain: proxy stops first, db last); cache beside them.
     plan = plan_of(

@@ -129,6 +129,35 @@ def test_stop_escalates_to_sigkill_of_everything_at_stop_timeout():
     assert st.state is State.DOWN and st.want is Want.DOWN and not st.gave_up
 
 
+def test_a_drained_logger_gets_stop_timeout_to_end_by_itself():
+    """DRAIN (its input closed): no signal at first; if run ends by itself (end of file)
+    it is down, not restarted, with no signal sent."""
+    st, _ = up(now=0.0)
+    st, eff = feed(SPEC, st, Event(Ev.DRAIN), now=1.0)
+    assert (st.state, st.want, st.deadline, st.draining) == (State.STOPPING, Want.DOWN, 11.0, True)
+    assert eff == [StopProbe()]  # no Kill
+    st, eff = feed(SPEC, st, Event(Ev.EXITED, code=0), now=1.5)
+    assert (st.state, st.exit_code, st.draining, eff) == (State.DOWN, 0, False, [])
+
+
+def test_a_drained_logger_that_does_not_end_gets_stop_signal_then_sigkill():
+    st, _ = up(now=0.0)
+    st, _ = feed(SPEC, st, Event(Ev.DRAIN), now=1.0)
+    st, eff = feed(SPEC, st, Event(Ev.TIMEOUT), now=11.0)  # stop_timeout without an end
+    assert eff == [Kill(15, "main")] and (st.state, st.deadline, st.draining) == (State.STOPPING, 21.0, False)
+    st, eff = feed(SPEC, st, Event(Ev.TIMEOUT), now=21.0)
+    assert eff == [Kill(9, "all")] and st.deadline is None
+    st, _ = feed(SPEC, st, Event(Ev.EXITED, code=None, sig=9), now=21.01)
+    assert st.state is State.DOWN
+
+
+def test_drain_is_want_down_where_nothing_runs_to_drain():
+    """Outside UP and READY, DRAIN does what WANT_DOWN does."""
+    for state, row in TABLE.items():
+        if state not in (State.UP, State.READY):
+            assert row[Ev.DRAIN] is row[Ev.WANT_DOWN], state
+
+
 def test_strays_keep_a_stop_going_until_they_are_gone():
     st, _ = up()
     st, _ = feed(SPEC, st, Event(Ev.WANT_DOWN), now=1.0)
@@ -242,6 +271,7 @@ events = st.sampled_from([
     Event(Ev.EXITED, code=1, strays=True), Event(Ev.READY), Event(Ev.TIMEOUT),
     Event(Ev.FINISH_EXITED, code=0), Event(Ev.FINISH_EXITED, code=125), Event(Ev.STRAYS_GONE),
     Event(Ev.WANT_DOWN, strays=True), Event(Ev.FINISH_EXITED, code=0, strays=True),
+    Event(Ev.DRAIN), Event(Ev.DRAIN, strays=True),
 ])
 specs = st.sampled_from([
     SPEC, replace(SPEC, finish="/f"), replace(SPEC, ready_command="true"),
@@ -268,5 +298,6 @@ def test_invariants_under_any_event_sequence(spec, seq):
         # ready exactly in READY (a done oneshot is not "ready" as a process)
         assert status.ready == (status.state is State.READY)
         assert status.restarts >= 0
+        assert not status.draining or status.state is State.STOPPING  # only while it waits for the end
         if any(isinstance(e, Spawn) for e in effects):
             assert status.state is State.STARTING and status.want is Want.UP
