@@ -29,6 +29,8 @@ EVENTS = {
     "finish_exited": "finish exited (exit_code)",
     "monitor_died": "a monitor died; its service is killed and restarted",
     "tree_up": "every service not marked down was ready or done at once: boot is over (services, duration)",
+    "boot_failed": "a oneshot failed, or boot_timeout passed, during the boot (reason, services, then)",
+    "container_environment": "svtree's environment was written for with-contenv (path, variables; error if not)",
     "reports_coalesced": "a monitor replaced reports the core did not read in time by its latest (reports)",
     "main_started": "the main command started (pid)",
     "main_exited": "the main command exited (exit_code)",

@@ -54,6 +54,10 @@ class ServiceSpec:
     # or s6-rc's producer-for). The logger is a service of its own in the plan, and this
     # one depends on it, so it starts before its producer and stops after it.
     logger: "str | None" = None
+    # Its failure holds nothing back: what depends on it starts even when it failed. The
+    # cont-init.d scripts of an s6-overlay tree whose S6_BEHAVIOUR_IF_STAGE2_FAILS is 0
+    # or 1 (s6-overlay runs them all, whatever each one exits, then the services).
+    may_fail: bool = False
     digest: str = ""  # content hash: the definition files (svtree/definition.py) and the settings
 
     @property

@@ -167,12 +167,24 @@ class Svtree:
     readers: "dict[int, PipeReader | None]" = {1: None, 2: None}  # a subclass's own files
 
     def __init__(self, tree: Tree, args=(), cmd=None, env=None, stdin=subprocess.DEVNULL,
-                 watch: bool = False, wrap=(), source=None, stdout=None, stderr=None) -> None:
+                 watch: bool = False, wrap=(), source=None, stdout=None, stderr=None,
+                 run_tmpfs: "str | None" = None) -> None:
+        """run_tmpfs: mount a tmpfs of its own on /run in svtree's namespace first (as a
+        container has), with these mount options ("rw", "ro"): for what svtree writes
+        there, which the test reads through the `root` link of svtree's /proc entry (the
+        view of its mount namespace). Always for an s6-overlay tree: svtree writes
+        /run/s6/container_environment, which must not be the host's."""
+        if run_tmpfs is None and source is not None and "--s6-overlay" in source:
+            run_tmpfs = "rw"
         self.tree = tree
         self.socket = os.path.join(tree.root, "control.sock")
         self.stdout_path = os.path.join(tree.root, "stdout")
         self.stderr_path = os.path.join(tree.root, "stderr")
-        argv = [*wrap, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+        # The shell mounts, then execs svtree: svtree is still the namespace's PID 1, and
+        # the mount (unshare makes mounts private) stays in its mount namespace.
+        prelude = [] if run_tmpfs is None else [
+            "/bin/sh", "-c", f'mount -t tmpfs -o {run_tmpfs},mode=755 tmpfs /run && exec "$@"', "sh"]
+        argv = [*wrap, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *prelude,
                 sys.executable, "-m", "svtree", "run",
                 *(source if source is not None else ["--dir", tree.dir]),  # or ["--s6-overlay", ROOT]
                 "--socket", self.socket,
@@ -350,3 +362,96 @@ def zombies(pids) -> "list[int]":
         except OSError:
             pass
     return out
+
+
+# --- loggers ---------------------------------------------------------------------------
+# (tests/system/test_loggers.py and the s6-overlay v3 tests: producers of numbered lines,
+# loggers killed only while they have nothing in hand, s6-log's directories)
+
+needs_s6_log = pytest.mark.skipif(shutil.which("s6-log") is None,
+                                  reason="needs Debian's s6 (s6-log): .ci/run installs it")
+
+# Blocked in one of these with nothing in hand: read(0, ...) for a shell's `read`, the
+# poll family for s6-log. x86_64's numbers, then aarch64's.
+IDLE_CALLS = {"x86_64": ({"0"}, {"7", "23", "270", "271"}),
+              "aarch64": ({"63"}, {"72", "73"})}.get(os.uname().machine)
+
+
+def pid_of(sv, name: str) -> int:
+    """The host pid of service `name`'s run."""
+    ns = sv.status()[name]["pid"]
+    assert ns, f"{name} is not running"
+    pid = host_pid(sv, ns)
+    assert pid, f"no process for {name} (pid {ns} in the namespace)"
+    return pid
+
+
+def kill_when_idle(pid: int, timeout: float = 20.0) -> None:
+    """SIGKILL `pid` at a moment it waits for input with nothing in hand: stopped while
+    blocked reading its stdin (read on fd 0, or in poll for s6-log)."""
+    reads, polls = IDLE_CALLS
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: proc_status(pid)["State"].startswith("T"), what=f"{pid} to stop")
+        with open(f"/proc/{pid}/syscall") as f:
+            call = f.read().split()
+        if call and ((call[0] in reads and int(call[1], 16) == 0) or call[0] in polls):
+            os.kill(pid, signal.SIGKILL)
+            return
+        os.kill(pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"{pid} was never idle"
+        time.sleep(0.002)
+
+
+def read_logdir(logdir: str) -> "list[str]":
+    """Every line s6-log wrote, in order: the archives (named by their TAI64N time; .s
+    rotated, .u left by a killed s6-log), then `current`."""
+    if not os.path.isdir(logdir):
+        return []
+    names = sorted(n for n in os.listdir(logdir) if n.startswith("@")) + ["current"]
+    out: "list[str]" = []
+    for n in names:
+        try:
+            with open(os.path.join(logdir, n)) as f:
+                out += f.read().splitlines()
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def numbered_lines(tree, name: str, lines: int) -> str:
+    """Shell lines that write `RUN I` for I in 1..lines on stdout, RUN counting the runs
+    of `name` (in $run), one write() a line, ten lines every 10 ms; then `done NAME RUN`
+    in the tree's `done` file (see `done`)."""
+    return textwrap.dedent(f"""
+        runs={tree.root}/{name.replace('/', '_')}.runs
+        run=$(( $(cat $runs 2>/dev/null || echo 0) + 1 )); echo $run > $runs
+        i=0
+        while [ $i -lt {lines} ]; do
+            i=$((i + 1)); echo "$run $i"
+            case $i in *0) sleep 0.01;; esac
+        done
+        echo done {name} $run >> {tree.root}/done
+    """)
+
+
+def producer(tree, name: str, lines: int) -> str:
+    """A run script: `numbered_lines`, then one line on stderr, and it waits. TERM: `bye
+    RUN` on stdout, then exit 0."""
+    return tree.sh("trap 'echo \"bye $run\"; exit 0' TERM\n" + numbered_lines(tree, name, lines)
+                   + f'echo "{name} run $run on stderr" >&2\nwhile :; do sleep 0.05; done\n')
+
+
+def numbered(run: int, upto: int) -> "list[str]":
+    """What a producer's run `run` writes, up to line `upto`."""
+    return [f"{run} {i}" for i in range(1, upto + 1)]
+
+
+def done(tree, name: str, run: int) -> bool:
+    """The producer `name` has written every line of its run `run`."""
+    try:
+        with open(os.path.join(tree.root, "done")) as f:
+            return f"done {name} {run}\n" in f.read()
+    except FileNotFoundError:
+        return False

@@ -24,7 +24,8 @@ def describe_service(spec: ServiceSpec) -> str:
     """Flags, dependencies and every setting that differs from its default."""
     finish = "down" if spec.interpreter else "finish"  # an s6-rc oneshot's down is its finish
     parts = [flag for flag, on in (("down", spec.down), ("critical", spec.critical),
-                                   (finish, spec.finish is not None)) if on]
+                                   (finish, spec.finish is not None),
+                                   ("may fail", spec.may_fail)) if on]
     if spec.interpreter:
         parts.append(f"run with {' '.join(spec.interpreter)}")
     if spec.logger:

@@ -100,23 +100,27 @@ VARIABLES: "tuple[Variable, ...]" = (
              "ms: `finish_timeout` of each `/etc/cont-finish.d` script",
              _set("finish_maxtime", milliseconds)),
     Variable("S6_CMD_WAIT_FOR_SERVICES_MAXTIME", "mapped",
-             "ms: the plan's `boot_timeout`: the boot (every service up and ready, every oneshot "
-             "done) may take this long, then `S6_BEHAVIOUR_IF_STAGE2_FAILS` applies; 0: no limit "
-             "(**run: next version**; today the boot has no limit)",
+             "ms: the plan's `boot_timeout`: when the boot (every service not marked down ready, "
+             "every oneshot done) is not over this long after it began, "
+             "`S6_BEHAVIOUR_IF_STAGE2_FAILS` applies; with 0 or 1, `-- CMD` starts then and what "
+             "is still starting goes on; 0: no limit",
              _set("boot_timeout", _boot_timeout)),
     Variable("S6_BEHAVIOUR_IF_STAGE2_FAILS", "mapped",
-             "the plan's `boot_failure`: 2 (and unset) stop the tree and exit 1 when a oneshot fails "
-             "(svtree's rule); 0 and 1 go on without what failed, 1 with a warning "
-             "(**run: next version**; today every value stops)",
+             "the plan's `boot_failure`, what a failed boot does (a oneshot or a cont-init.d script "
+             "failed, or `S6_CMD_WAIT_FOR_SERVICES_MAXTIME` passed): 2 stops the tree and svtree "
+             "exits 1; 1 goes on with one `boot_failed` warning, 0 silently: what depends on a "
+             "failed oneshot waits (a cont-init.d script holds nothing back), the rest and "
+             "`-- CMD` start. Unset: 2, svtree's rule (s6-overlay's default is 0: set it to get that)",
              _set("boot_failure", _boot_failure)),
     Variable("S6_CMD_RECEIVE_SIGNALS", "mapped",
              "nonzero: TERM, INT and QUIT go to the main command (`-- CMD`) while it runs, and its "
              "exit starts the shutdown (USR1, USR2, PWR and WINCH always go to it)",
              _set("main_receives_signals", _flag)),
     Variable("S6_KEEP_ENV", "mapped",
-             "services always get svtree's whole environment (as with 1); unset or 0: the plan asks "
-             "for `/run/s6/container_environment` to be filled for `with-contenv` "
-             "(**run: next version**)",
+             "services always get svtree's whole environment; unset or 0: svtree also writes it into "
+             "`/run/s6/container_environment` before the boot (one file per variable), for "
+             "`with-contenv` and `printcontenv`; nonzero: it does not (with-contenv changes nothing "
+             "then, as in s6-overlay)",
              _set("keep_env", _flag)),
     Variable("S6_READ_ONLY_ROOT", "same",
              "nothing to do: svtree writes nothing outside `/run` (its control socket)"),

@@ -266,9 +266,12 @@ class _Overlay:
                 os.path.join(root, FINISH_DIR), "needs the program `true` (the run of each "
                 "cont-finish oneshot), and it is not on PATH", hint="install coreutils or busybox"))
         previous: "tuple[str, ...]" = ()
+        # S6_BEHAVIOUR_IF_STAGE2_FAILS 0 or 1: s6-overlay runs every script whatever one
+        # exits, then the services; 2 (svtree's rule): a failing script stops the tree.
+        may_fail = s6.boot_failure != "stop"
         for name, path in inits:
             self.read[name] = _Read(ServiceSpec(name=name, path=root, type="oneshot", run=path,
-                                                depends_on=previous), {})
+                                                depends_on=previous, may_fail=may_fail), {})
             self.scripts[name] = path
             previous = (name,)
         finish_timeout = {} if s6.finish_maxtime is None else {"finish_timeout": s6.finish_maxtime}

@@ -78,7 +78,8 @@ class Core:
         self.sweep = Sweep(loop, log, is_pid1, self.spared)
         self.phase = Phase.RUN  # changed only by _phase_event
         self.shutdown_started = 0.0
-        self.failed = False  # a critical service or a oneshot at boot failed: exit 1
+        self.failed = False  # a critical service failed, or the boot (boot_failure "stop"): exit 1
+        self.boot_timer = None  # boot_timeout's deadline, while the boot is not over
         self._on_change: "list[Callable[[], None]]" = []
         self._on_settled: "list[Callable[[], None]]" = []
 
@@ -116,6 +117,9 @@ class Core:
 
     def boot(self) -> None:
         osutil.prepare_fork()
+        timeout = self.plan.settings.boot_timeout
+        if timeout is not None:
+            self.boot_timer = self.loop.call_later(timeout, self._boot_timed_out)
         self.start_order.boot(self._start_monitor, self._start)
         self._converge()
 
@@ -261,9 +265,39 @@ class Core:
             return
         for svc in ready_to_exit(self.records):
             self._advance(svc, LifeEv.EXIT)
-        if self.start_order.step(self._start) and self.main.argv and not self.main.started:
+        if not self.start_order.step(self._start):
+            return
+        if self.boot_timer is not None:  # the boot is over
+            self.boot_timer.cancel()
+            self.boot_timer = None
+        if self.main.argv and not self.main.started:
             if not self.main.start(lambda: self.begin_shutdown("main command exited")):
                 self.begin_shutdown("main command could not start")
+
+    # --- the boot's failures ---------------------------------------------------------
+
+    def _boot_timed_out(self) -> None:
+        self.boot_timer = None
+        if self.shutting_down or self.start_order.booted:
+            return
+        self._boot_failed("boot_timeout passed", self.start_order.not_ready(), timeout=True)
+
+    def _boot_failed(self, reason: str, services: "list[str]", timeout: bool = False) -> None:
+        """A oneshot failed during the boot, or boot_timeout passed first: the plan's
+        boot_failure says what now (s6-overlay's S6_BEHAVIOUR_IF_STAGE2_FAILS)."""
+        rule = self.plan.settings.boot_failure
+        if rule != "continue":
+            self.log.warning("boot_failed", reason=reason, services=services,
+                             then="shutdown" if rule == "stop" else "going on without them")
+        if rule == "stop":
+            self.failed = True
+            self.begin_shutdown(f"oneshot {services[0]} failed" if not timeout else reason)
+            return
+        if timeout:
+            self.start_order.timeout()
+        else:
+            self.start_order.oneshot_failed(services[0])
+        self._converge()
 
     # --- monitors: reports and exits --------------------------------------------------
 
@@ -283,8 +317,7 @@ class Core:
                 self.failed = True
                 self.begin_shutdown(f"critical service {svc.name} ended")
             elif svc.spec.type == "oneshot" and report.state is State.FAILED and not self.start_order.booted:
-                self.failed = True
-                self.begin_shutdown(f"oneshot {svc.name} failed")
+                self._boot_failed("a oneshot failed", [svc.name])
         self._converge()
         self._notify()
 

@@ -144,6 +144,21 @@ def _start_logging(loop, args, plan, logs: list):
     return streams, log
 
 
+def _write_container_environment(log, path: str) -> None:
+    """s6-overlay's /run/s6/container_environment, before anything runs (core/contenv.py).
+    A failure is said and the tree runs: a run script using with-contenv will say what
+    it misses."""
+    from svtree.core.contenv import write_container_environment
+
+    try:
+        count = write_container_environment(path, os.environb)
+    except OSError as e:
+        log.warning("container_environment", path=path, error=e.strerror or str(e),
+                    note="with-contenv and printcontenv will not find svtree's environment")
+        return
+    log.info("container_environment", path=path, variables=count)
+
+
 def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", logs: list) -> int:
     """The tree runs: the core, its signals, the reloader and the control socket, until
     the shutdown is done. Returns svtree's exit code."""
@@ -180,6 +195,8 @@ def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", 
     server = control.start(loop, log, core, reloader.request, args.socket)
     log.info("svtree_started", pid=os.getpid(), pid1=is_pid1, services=len(plan.services),
              tree=plan.source)
+    if settings.container_environment is not None:
+        _write_container_environment(log, settings.container_environment)
     core.boot()
     reloader.start_watcher()
     core.reap()  # a child may have exited before the handler was installed

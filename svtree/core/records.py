@@ -240,10 +240,10 @@ class Records:
 
     def not_ready(self, svc: Service) -> "list[str]":
         """svc's dependencies that keep it from starting: missing, retiring, or neither
-        ready nor done."""
+        ready nor done (nor failed, for one whose failure holds nothing back)."""
         return [dep for dep in svc.spec.depends_on
                 if (d := self.by_name.get(dep)) is None or d.retirement is not None
-                or d.report.state not in SATISFIED]
+                or not (d.report.state in SATISFIED or (d.spec.may_fail and d.report.state is State.FAILED))]
 
     def live_dependents(self) -> "dict[str, list[str]]":
         """Reverse edges of the services that exist now: the plan's, plus the old edges

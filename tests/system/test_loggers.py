@@ -24,16 +24,12 @@ import time
 
 import pytest
 
-from harness import descendants, host_pid, needs_pidns, proc_status, wait_for
+from harness import (
+    IDLE_CALLS, descendants, done, kill_when_idle, needs_pidns, needs_s6_log, numbered, pid_of, proc_status,
+    producer, read_logdir, wait_for,
+)
 
-needs_s6_log = pytest.mark.skipif(shutil.which("s6-log") is None,
-                                  reason="needs Debian's s6 (s6-log): .ci/run installs it")
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
-
-# Blocked in one of these with nothing in hand: read(0, ...) for a shell's `read`, the
-# poll family for s6-log. x86_64's numbers, then aarch64's.
-IDLE_CALLS = {"x86_64": ({"0"}, {"7", "23", "270", "271"}),
-              "aarch64": ({"63"}, {"72", "73"})}.get(os.uname().machine)
 needs_idle_calls = pytest.mark.skipif(IDLE_CALLS is None, reason="syscall numbers known for x86_64 and aarch64")
 
 LINES = 2000  # lines a producer writes (about 20 KB: they fit in the pipe while its logger is away)
@@ -49,25 +45,6 @@ def write(path: str, text: str, executable: bool = False) -> None:
         os.chmod(path, 0o755)
 
 
-def producer(tree, name: str, lines: int = LINES) -> str:
-    """Writes `RUN I` for I in 1..lines (RUN counts its runs), one write() a line, ten
-    lines every 10 ms; then `done RUN` in the events file, and waits. Its stderr says
-    one line per run. TERM: `bye RUN` on stdout, then exit 0."""
-    return tree.sh(f"""
-        runs={tree.root}/{name.replace('/', '_')}.runs
-        run=$(( $(cat $runs 2>/dev/null || echo 0) + 1 )); echo $run > $runs
-        trap 'echo "bye $run"; exit 0' TERM
-        echo "{name} run $run on stderr" >&2
-        i=0
-        while [ $i -lt {lines} ]; do
-            i=$((i + 1)); echo "$run $i"
-            case $i in *0) sleep 0.01;; esac
-        done
-        echo done {name} $run >> $EVENTS
-        while :; do sleep 0.05; done
-    """)
-
-
 def shell_logger(tree, out: str, delay: str = "") -> str:
     """A plain logger: each line appended to `out` as it comes (and `delay` after each).
     It exits at end of file."""
@@ -81,22 +58,6 @@ def shell_logger(tree, out: str, delay: str = "") -> str:
 def s6_logger(logdir: str) -> str:
     """Debian's s6-log into a directory, rotating every 4 KB and keeping 100 archives."""
     return f"#!/bin/sh\nmkdir -p {os.path.dirname(logdir)}\nexec s6-log n100 s4096 {logdir}\n"
-
-
-def read_logdir(logdir: str) -> "list[str]":
-    """Every line s6-log wrote, in order: the archives (named by their TAI64N time; .s
-    rotated, .u left by a killed s6-log), then `current`."""
-    if not os.path.isdir(logdir):
-        return []
-    names = sorted(n for n in os.listdir(logdir) if n.startswith("@")) + ["current"]
-    out: "list[str]" = []
-    for n in names:
-        try:
-            with open(os.path.join(logdir, n)) as f:
-                out += f.read().splitlines()
-        except FileNotFoundError:
-            pass
-    return out
 
 
 def read_lines(path: str) -> "list[str]":
@@ -117,12 +78,12 @@ class Pipeline:
         self.out = os.path.join(tree.root, "logged")  # the shell logger's file, or s6-log's directory
         run = shell_logger(tree, self.out) if logger_kind == "sh" else s6_logger(self.out)
         if layout == "log":
-            tree.service(producer_name, producer(tree, producer_name))
+            tree.service(producer_name, producer(tree, producer_name, LINES))
             tree.write(f"{producer_name}/log/run", run, executable=True)
             self.source = None
         else:
             self.rc = os.path.join(tree.root, "root", "etc", "s6-overlay", "s6-rc.d")
-            self.rc_service(producer_name, producer(tree, producer_name), **{"producer-for": self.logger})
+            self.rc_service(producer_name, producer(tree, producer_name, LINES), **{"producer-for": self.logger})
             self.rc_service(self.logger, run, **{"consumer-for": producer_name})
             for member in (producer_name, self.logger):
                 write(f"{self.rc}/user/contents.d/{member}", "")
@@ -142,44 +103,10 @@ class Pipeline:
         return read_lines(self.out) if self.kind == "sh" else read_logdir(self.out)
 
 
-def numbered(run: int, upto: int) -> "list[str]":
-    return [f"{run} {i}" for i in range(1, upto + 1)]
-
-
-def done(tree, name: str, run: int) -> bool:
-    return ["done", name, str(run)] in tree.event_lines()
-
-
 # --- processes ---------------------------------------------------------------------------
-
-def pid_of(sv, name: str) -> int:
-    ns = sv.status()[name]["pid"]
-    assert ns, f"{name} is not running"
-    pid = host_pid(sv, ns)
-    assert pid, f"no process for {name} (pid {ns} in the namespace)"
-    return pid
-
 
 def parent(pid: int) -> int:
     return int(proc_status(pid)["PPid"])
-
-
-def kill_when_idle(pid: int, timeout: float = 20.0) -> None:
-    """SIGKILL `pid` at a moment it waits for input with nothing in hand: stopped while
-    blocked reading its stdin (read on fd 0, or in poll for s6-log)."""
-    reads, polls = IDLE_CALLS
-    deadline = time.monotonic() + timeout
-    while True:
-        os.kill(pid, signal.SIGSTOP)
-        wait_for(lambda: proc_status(pid)["State"].startswith("T"), what=f"{pid} to stop")
-        with open(f"/proc/{pid}/syscall") as f:
-            call = f.read().split()
-        if call and ((call[0] in reads and int(call[1], 16) == 0) or call[0] in polls):
-            os.kill(pid, signal.SIGKILL)
-            return
-        os.kill(pid, signal.SIGCONT)
-        assert time.monotonic() < deadline, f"{pid} was never idle"
-        time.sleep(0.002)
 
 
 def pipe_inode(pid: int, fd: int) -> str:
