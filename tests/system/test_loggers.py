@@ -337,6 +337,7 @@ def test_removing_a_pipeline_closes_its_pipe(tree, run_svtree):
     assert r.returncode == 0, r.stderr
     wait_for(lambda: set(sv.status()) == {"other"}, what="the pipeline to be gone")
     wait_for(lambda: pipe not in fds(sv.pid1).values(), what="svtree to close the pipe")
+    assert ["eof", p.out] in tree.event_lines()  # the logger read to the end and exited by itself
     assert sv.stop() == 0
 
 
