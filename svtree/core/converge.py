@@ -3,16 +3,16 @@ up and everything it depends on is ready (or a oneshot that is done), and never 
 reload retires it or one of its dependencies; a service that waits for them says so,
 once per wait (`service_waiting`).
 
-The boot is one enum (`Boot`) changed in one place (`_enter`): BOOTING until every
-service not marked `down` has been ready or done at once (UP: `tree_up` is said, and
-shown on a terminal), or until it failed (FAILED): a oneshot failed, or `boot_timeout`
-passed first. What a failure does is the plan's `boot_failure` (s6-overlay's
+The boot is one enum (`Boot`) changed in one place (`_enter`). It is BOOTING until
+every service not marked `down` has been ready or done at once (UP: `tree_up` is said,
+and shown on a terminal), unless it fails first: a oneshot failed, or `boot_timeout`
+passed. What a failure does is the plan's `boot_failure` (s6-overlay's
 S6_BEHAVIOUR_IF_STAGE2_FAILS), decided by the core: "stop" shuts the tree down; "warn"
-(with a warning) and "continue" go on without what failed. Then the boot is over once
-it has settled: every such service ready or done, or waiting on what failed (a
-dependency failed, or one of its own dependencies waits on one); after the timeout, at
-once. What waited goes on starting whenever its dependencies are ready. The main
-command starts when the boot is over, UP or FAILED.
+(with a warning) and "continue" go on without what failed, and the boot is over
+(FAILED) once the rest has settled: every other service ready, done or failed, or
+waiting on what failed (a dependency failed, or one of its own dependencies waits on
+one); after the timeout, at once, and what was still starting goes on. The main command
+starts when the boot is over, UP or FAILED.
 """
 
 from __future__ import annotations

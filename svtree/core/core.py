@@ -291,7 +291,7 @@ class Core:
                              then="shutdown" if rule == "stop" else "going on without them")
         if rule == "stop":
             self.failed = True
-            self.begin_shutdown(f"oneshot {services[0]} failed" if not timeout else reason)
+            self.begin_shutdown(reason)
             return
         if timeout:
             self.start_order.timeout()
@@ -317,7 +317,7 @@ class Core:
                 self.failed = True
                 self.begin_shutdown(f"critical service {svc.name} ended")
             elif svc.spec.type == "oneshot" and report.state is State.FAILED and not self.start_order.booted:
-                self._boot_failed("a oneshot failed", [svc.name])
+                self._boot_failed(f"oneshot {svc.name} failed", [svc.name])
         self._converge()
         self._notify()
 

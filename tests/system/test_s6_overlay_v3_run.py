@@ -267,7 +267,8 @@ def test_a_failed_oneshot_stops_the_tree_unless_told_otherwise(tree, run_svtree,
     assert sv.wait(30) == 1
     assert "main up" not in lines(tree)
     (failure,) = boot_failures(sv)
-    assert (failure["services"], failure["then"]) == (["init-broken"], "shutdown")
+    assert (failure["services"], failure["then"], failure["reason"]) == (
+        ["init-broken"], "shutdown", "oneshot init-broken failed")
     begin = next(e for e in _events(sv) if e["event"] == "shutdown_begin")
     assert begin["reason"] == "oneshot init-broken failed"
 
