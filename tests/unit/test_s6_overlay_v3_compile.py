@@ -362,6 +362,15 @@ def test_compile_prints_bundles_pipelines_and_variables(scratch, monkeypatch, ca
     assert "S6_* variables: S6_KILL_GRACETIME=1000 S6_SYNC_DISKS=1\n" in out
     assert "bundle user: init-adduser init-config svc-app\n" in out
     assert "pipeline: svc-app -> svc-app-log\n" in out
+    # The bundle init-services stands for init-config; the producer depends on its logger.
+    (app,) = [line.split() for line in out.splitlines() if line.startswith("  svc-app ")]
+    assert app[:2] == ["svc-app", "longrun"] and " ".join(app[2:]) == (
+        'logger = "svc-app-log", depends_on = ["init-config", "svc-app-log"]')
+    assert ("start order: cont-finish.10-bye cont-init.10-a svc-app-log svc-extra | cont-init.20-b | "
+            "init-adduser | init-config | svc-app | web | svc-late\n") in out
+    # The logger counts twice its stop_timeout: the time to read to end of file, then its stop.
+    assert ("worst-case shutdown: 61 s = main_stop_timeout 10 (with -- CMD) + services 50 "
+            "(svc-late 10 -> web 10 -> svc-app 10 -> svc-app-log 20) + kill_grace 1\n") in out
     assert f"run with {EXECLINEB} -P" in out and 'logger = "svc-app-log"' in out
     assert captured.err == ("svtree compile: warning: environment: S6_SYNC_DISKS=1: ignored: svtree does not "
                             "sync file systems at shutdown\n")
