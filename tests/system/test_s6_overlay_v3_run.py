@@ -67,7 +67,7 @@ def v3_root(tree) -> str:
         for dep in deps:
             write(f"{rc}/{name}/dependencies.d/{dep}")
         for file, text in files.items():
-            write(f"{rc}/{name}/{file}", text, 0o755 if file == "run" else 0o644)
+            write(f"{rc}/{name}/{file}", text, 0o755 if file in ("run", "finish") else 0o644)
 
     def bundle(name: str, *contents: str) -> None:
         write(f"{rc}/{name}/type", "bundle\n")
@@ -93,7 +93,9 @@ def v3_root(tree) -> str:
             echo up svc-app-log >> $EVENTS
             mkdir -p {os.path.dirname(logdir(tree))}
             exec s6-log -d3 n100 s4096 {logdir(tree)}
-        """)})
+        """),
+        # When and how s6-log ended: finish EXIT SIG (0 0: by itself, at end of file).
+        "finish": tree.sh('echo "finished svc-app-log $1 $2" >> $EVENTS\n')})
     service("svc-late", "longrun", deps=("legacy-services",), run=longrun(tree, "svc-late"), **ready)
     service("svc-unused", "longrun", run=longrun(tree, "svc-unused"), **ready)  # in no bundle
     bundle("user", "init-adduser", "init-config", "svc-app-pipeline")
@@ -132,10 +134,11 @@ def test_a_linuxserver_style_v3_tree_starts_and_stops_in_s6_overlay_order(tree, 
     assert len([n for n in os.listdir(logdir(tree)) if n.startswith("@")]) >= 3  # s6-log rotated
 
     assert sv.stop() == 0
-    # The reverse: user2, services.d, user's longrun, then the oneshot's down (execline,
-    # run by execlineb -P), then cont-finish.d once everything that depends on base is gone.
+    # The reverse: user2, services.d, user's longrun, then its logger (which read to end
+    # of file and exited 0 by itself: no signal), then the oneshot's down (execline, run
+    # by execlineb -P), then cont-finish.d once everything that depends on base is gone.
     assert lines(tree)[7:] == ["stopped svc-late", "stopped legacy-web", "stopped svc-app",
-                               "down init-adduser", "cont-finish 10-bye"]
+                               "finished svc-app-log 0 0", "down init-adduser", "cont-finish 10-bye"]
 
 
 def test_ctl_start_starts_a_service_no_bundle_reaches(tree, run_svtree):
@@ -228,6 +231,7 @@ def test_no_line_is_lost_across_the_loggers_and_the_producers_restarts(tree, run
     assert read_logdir(logdir(tree)) == numbered(1, LINES) + numbered(2, LINES)
     st = sv.status()
     assert (st["svc-app-log"]["restarts"], st["svc-app"]["restarts"]) == (1, 1)
+    assert "finished svc-app-log 256 9" in lines(tree)  # the logger's run was SIGKILLed
     assert sv.stop() == 0
 
 
