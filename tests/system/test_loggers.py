@@ -321,6 +321,33 @@ def test_a_reload_that_changes_only_the_logger_keeps_the_producer_and_the_pipe(t
     assert sv.stop() == 0
 
 
+@needs_s6_log
+def test_a_reload_that_changes_a_log_directory_restarts_both_on_the_same_pipe(tree, run_svtree):
+    """A `log/` directory is part of its service's definition: changing log/run restarts
+    the service and its logger. The producer stops first (its last words go into the
+    pipe), then the logger (s6-log: after its current line), and both start again on the
+    same pipe: the two logdirs hold the first run's lines, its `bye`, then the second
+    run's, each once, in order."""
+    p = Pipeline(tree, "log", "s6-log")
+    sv = p.start(run_svtree)
+    wait_for(lambda: len(p.logged()) >= 300, what="300 lines logged")
+    app, logger = pid_of(sv, "app"), pid_of(sv, p.logger)
+    pipe = pipe_inode(app, 1)
+    second = p.out + "-2"
+    tree.write("app/log/run", s6_logger(second), executable=True)
+    r = sv.ctl("reload")
+    assert (r.returncode, r.stdout) == (0, "changed: app app/log\n"), r.stderr
+    wait_for(lambda: done(tree, "app", 2), timeout=20, what="the second run's lines")
+    wait_for(lambda: read_logdir(second)[-1:] == [f"2 {LINES}"], timeout=20, what="the second run logged")
+    lines = p.logged() + read_logdir(second)
+    first = [line for line in lines if line.startswith("1 ")]
+    assert first and lines == numbered(1, len(first)) + ["bye 1"] + numbered(2, LINES)
+    new_app, new_logger = pid_of(sv, "app"), pid_of(sv, p.logger)
+    assert new_app != app and new_logger != logger
+    assert pipe_inode(new_app, 1) == pipe_inode(new_logger, 0) == pipe
+    assert sv.stop() == 0
+
+
 def test_removing_a_pipeline_closes_its_pipe(tree, run_svtree):
     p = Pipeline(tree, "s6rc", "sh")
     write(f"{p.rc}/other/type", "longrun\n")
