@@ -21,6 +21,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from datetime import datetime
 
 import pytest
 
@@ -320,6 +321,16 @@ def descendants(pid: int) -> "list[int]":
         out.append(p)
         todo.extend(children(p))
     return out
+
+
+def json_events(sv: Svtree) -> "list[dict]":
+    """svtree's own log so far, run with `--log-format json`: one dict per event."""
+    return [json.loads(line) for line in sv.stderr().splitlines() if line.startswith("{")]
+
+
+def event_time(event: dict) -> float:
+    """An event's timestamp, in seconds since the epoch."""
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 def host_pid(sv: Svtree, ns_pid: int) -> "int | None":

@@ -15,7 +15,6 @@ producers write each line with one write(), so that a line is in the pipe whole 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,8 +24,8 @@ import time
 import pytest
 
 from harness import (
-    IDLE_CALLS, descendants, done, kill_when_idle, needs_pidns, needs_s6_log, numbered, pid_of, proc_status,
-    producer, read_logdir, wait_for,
+    IDLE_CALLS, descendants, done, event_time, json_events, kill_when_idle, needs_pidns, needs_s6_log,
+    numbered, pid_of, proc_status, producer, read_logdir, wait_for,
 )
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
@@ -117,10 +116,6 @@ def pipe_inode(pid: int, fd: int) -> str:
 
 def fds(pid: int) -> "dict[int, str]":
     return {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-
-
-def json_events(sv) -> "list[dict]":
-    return [json.loads(line) for line in sv.stderr().splitlines() if line.startswith("{")]
 
 
 # --- the pipe ----------------------------------------------------------------------------
@@ -286,14 +281,8 @@ def test_a_logger_that_never_ends_gets_its_stop_signal_after_stop_timeout(tree, 
     assert ["logger", "got", "TERM"] in tree.event_lines()
     gone = next(e for e in events if e["event"] == "service_stopped" and e["service"] == "app")
     stopped = next(e for e in events if e["event"] == "service_stopped" and e["service"] == "app/log")
-    waited = (time_of(stopped) - time_of(gone))
+    waited = event_time(stopped) - event_time(gone)
     assert 0.55 <= waited < 3.0, waited
-
-
-def time_of(event: dict) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 # --- reload ------------------------------------------------------------------------------

@@ -11,19 +11,17 @@ container environment for with-contenv (S6_KEEP_ENV).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import stat
 import textwrap
-from datetime import datetime
 
 import pytest
 
 from harness import (
-    IDLE_CALLS, done, kill_when_idle, needs_pidns, needs_s6_log, numbered, numbered_lines, pid_of,
-    read_logdir, wait_for,
+    IDLE_CALLS, done, event_time, json_events, kill_when_idle, needs_pidns, needs_s6_log, numbered,
+    numbered_lines, pid_of, read_logdir, wait_for,
 )
 
 needs_execline = pytest.mark.skipif(shutil.which("execlineb") is None,
@@ -151,14 +149,6 @@ def test_ctl_start_starts_a_service_no_bundle_reaches(tree, run_svtree):
     assert sv.stop() == 0
 
 
-def _events(sv) -> "list[dict]":
-    return [json.loads(line) for line in sv.stderr().splitlines() if line.startswith("{")]
-
-
-def _at(event: dict) -> datetime:
-    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
-
-
 @pytest.mark.parametrize("grace_ms", [400, None])
 def test_s6_kill_gracetime_is_the_wait_before_the_final_sigkill(tree, run_svtree, grace_ms):
     """The main command leaves a process that ignores SIGTERM: the final sweep sends it
@@ -170,11 +160,11 @@ def test_s6_kill_gracetime_is_the_wait_before_the_final_sigkill(tree, run_svtree
     cmd = ["/bin/sh", "-c", "(trap '' TERM; exec sleep 1000) & exit 0"]
     sv = run_svtree(args=["--log-format", "json"], cmd=cmd, env=env, source=["--s6-overlay", root])
     assert sv.wait(30) == 0
-    events = _events(sv)
+    events = json_events(sv)
     sweep = [e for e in events if e["event"] == "shutdown_sweep"]
     kill = [e for e in events if e["event"] == "shutdown_kill"]
     assert len(sweep) == 1 and len(kill) == 1, [e["event"] for e in events]
-    waited = (_at(kill[0]) - _at(sweep[0])).total_seconds()
+    waited = event_time(kill[0]) - event_time(sweep[0])
     expected = grace_ms / 1000 if grace_ms is not None else 3.0
     assert expected - 0.05 <= waited < expected + 1.0, waited
     if grace_ms is not None:
@@ -186,7 +176,7 @@ def test_unknown_s6_variables_are_warned_and_the_tree_runs(tree, run_svtree):
     sv = run_svtree(args=["--log-format", "json"], source=["--s6-overlay", root],
                     env={"S6_SYNC_DISKS": "1", "S6_NOT_A_THING": "x"})
     sv.wait_state("ready", "svc-late")
-    warnings = [e["warning"] for e in _events(sv) if e["event"] == "compile_warning"]
+    warnings = [e["warning"] for e in json_events(sv) if e["event"] == "compile_warning"]
     assert warnings == [
         "environment: S6_NOT_A_THING: not an s6-overlay setting svtree knows: ignored",
         "environment: S6_SYNC_DISKS=1: ignored: svtree does not sync file systems at shutdown",
@@ -256,7 +246,7 @@ def main_command(tree) -> "list[str]":
 
 
 def boot_failures(sv) -> "list[dict]":
-    return [e for e in _events(sv) if e["event"] == "boot_failed"]
+    return [e for e in json_events(sv) if e["event"] == "boot_failed"]
 
 
 @pytest.mark.parametrize("value", [None, "2"])
@@ -273,7 +263,7 @@ def test_a_failed_oneshot_stops_the_tree_unless_told_otherwise(tree, run_svtree,
     (failure,) = boot_failures(sv)
     assert (failure["services"], failure["then"], failure["reason"]) == (
         ["init-broken"], "shutdown", "oneshot init-broken failed")
-    begin = next(e for e in _events(sv) if e["event"] == "shutdown_begin")
+    begin = next(e for e in json_events(sv) if e["event"] == "shutdown_begin")
     assert begin["reason"] == "oneshot init-broken failed"
 
 
@@ -346,10 +336,10 @@ def test_the_boot_timeout_applies_the_failure_rule(tree, run_svtree, value):
         assert "main up" not in lines(tree)
         return
     wait_for(lambda: "main up" in lines(tree), what="the main command")
-    events = _events(sv)
+    events = json_events(sv)
     started = next(e for e in events if e["event"] == "svtree_started")
     main = next(e for e in events if e["event"] == "main_started")
-    assert (_at(main) - _at(started)).total_seconds() >= 1.5
+    assert event_time(main) - event_time(started) >= 1.5
     sv.wait_state("ready", "svc-app", "legacy-web", "svc-late")  # the rest goes on
     assert sv.status()["svc-slow"]["state"] == "up"  # still running, still not ready
     failures = boot_failures(sv)
@@ -364,7 +354,7 @@ def test_a_boot_within_its_timeout_is_not_a_failure(tree, run_svtree):
     sv = run_svtree(args=["--log-format", "json"], cmd=main_command(tree),
                     env={"S6_CMD_WAIT_FOR_SERVICES_MAXTIME": "20000"}, source=["--s6-overlay", root])
     wait_for(lambda: "main up" in lines(tree), what="the main command")
-    assert boot_failures(sv) == [] and any(e["event"] == "tree_up" for e in _events(sv))
+    assert boot_failures(sv) == [] and any(e["event"] == "tree_up" for e in json_events(sv))
     assert sv.stop() == 0
 
 
@@ -402,7 +392,7 @@ def test_the_container_environment_is_written_for_with_contenv(tree, run_svtree,
     directory = f"/proc/{sv.pid1}/root{CONTAINER_ENVIRONMENT}"
     if keep_env:
         assert not os.path.exists(directory)
-        assert not [e for e in _events(sv) if e["event"] == "container_environment"]
+        assert not [e for e in json_events(sv) if e["event"] == "container_environment"]
     else:
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755
         with open(os.path.join(directory, "APP_GREETING"), "rb") as f:
@@ -411,7 +401,7 @@ def test_the_container_environment_is_written_for_with_contenv(tree, run_svtree,
         assert "APP_GREETING=hello world\n" in got and "APP_MULTILINE=one\ntwo\n" in got
         assert "SVTREE_SERVICE" not in got  # with-contenv's environment is the directory's
         assert "APP_EMPTY" not in got  # an empty file unsets it, as with s6-overlay
-        (said,) = [e for e in _events(sv) if e["event"] == "container_environment"]
+        (said,) = [e for e in json_events(sv) if e["event"] == "container_environment"]
         assert said["level"] == "info" and said["variables"] == len(os.listdir(directory))
     assert sv.stop() == 0
 
@@ -420,6 +410,6 @@ def test_a_read_only_run_is_one_warning_and_the_tree_runs(tree, run_svtree):
     root = v3_root(tree)
     sv = run_svtree(args=["--log-format", "json"], source=["--s6-overlay", root], run_tmpfs="ro")
     sv.wait_state("ready", "svc-late")
-    (said,) = [e for e in _events(sv) if e["event"] == "container_environment"]
+    (said,) = [e for e in json_events(sv) if e["event"] == "container_environment"]
     assert said["level"] == "warning" and said["path"] == CONTAINER_ENVIRONMENT and said["error"]
     assert sv.stop() == 0
