@@ -37,9 +37,14 @@ from svtree.states import (
 
 SIGKILL = signal.SIGKILL
 _READ, _READ_WRITE = selectors.EVENT_READ, selectors.EVENT_READ | selectors.EVENT_WRITE
-# Tests only: stop (SIGSTOP) right after forking run, before the core has its pid, to
-# hold open the window in which a dying monitor leaves a child waiting for "go".
-_STOP_AFTER_FORK = os.environ.get("SVTREE_TEST_STOP_AFTER_FORK") == "1"
+# Tests only: the monitor of the service named here stops (SIGSTOP) right after starting
+# run, before the core has its pid, to hold open the window in which a dying monitor
+# leaves a process the core does not know.
+_STOP_AFTER_SPAWN = os.environ.get("SVTREE_TEST_STOP_AFTER_SPAWN")
+# Every monitor's name (ps, /proc/PID/comm). A child it forked keeps the name until its
+# exec: a process of this name that is not a monitor is a dead monitor's child that has
+# not exec'd yet, which the core ends (core/leftovers.py).
+PROCESS_NAME = b"svtree-monitor"
 MAX_QUEUED_REPORTS = 64  # reports waiting for room in the socket; then only the latest
 
 
@@ -247,14 +252,17 @@ class Monitor:
                 osutil.killpg_quietly(self.probe_pid, SIGKILL)
 
     def _fds(self) -> "dict[int, int]":
-        """finish's and the ready probe's: stdin /dev/null."""
+        """The fds every process of the service gets (run, finish, the probe): its fd ->
+        ours, stdin /dev/null. The one place they are chosen; run adds a logger's stdin
+        and its notification pipe."""
         return {0: self.devnull, 1: self.stdio.stdout, 2: self.stdio.stderr}
 
-    def _spawn(self, argv, fds, go=None, cwd=None) -> int:
+    def _spawn(self, argv, fds, cwd=None) -> int:
         s = self.spec
         return osutil.spawn(
             argv, cwd=cwd or s.path, env=self.env, fds=fds, session=True,
-            uid=s.uid, gid=s.gid, groups=s.groups, go=go, oom_score_adj=s.oom_score_adj,
+            uid=s.uid, gid=s.gid, groups=s.groups, oom_score_adj=s.oom_score_adj,
+            signals_clean=True,  # monitor_main made them so
         )
 
     def spawn_run(self) -> None:
@@ -263,33 +271,32 @@ class Monitor:
         fds = self._fds()
         if self.stdio.stdin is not None:
             fds[0] = self.stdio.stdin
-        notify_w = None
-        if self.spec.notification_fd is not None:
+        slot = self.spec.notification_fd
+        if slot is not None:
+            # The write end goes onto the slot's placeholder (monitor_main keeps the slot
+            # for it): the child gets it at its own number.
             self.notify_fd, notify_w = os.pipe()
             os.set_blocking(self.notify_fd, False)
             self.sel.register(self.notify_fd, selectors.EVENT_READ, "notify")
-            fds[self.spec.notification_fd] = notify_w
-        go_r, go_w = os.pipe()
+            os.dup2(notify_w, slot, inheritable=False)
+            os.close(notify_w)
+            fds[slot] = slot
         try:
-            pid = self._spawn([*self.spec.interpreter, self.spec.run], fds, go=(go_r, go_w))
+            pid = self._spawn([*self.spec.interpreter, self.spec.run], fds)
         except OSError as e:
-            for fd in (go_r, go_w, notify_w):
-                if fd is not None:
-                    os.close(fd)
             self._close_notify()
             self.report(event=Event(Ev.SPAWN_FAILED), error=f"fork: {e.strerror}")
             self.feed(Event(Ev.SPAWN_FAILED))
             return
-        os.close(go_r)
-        if notify_w is not None:
-            os.close(notify_w)
-        if _STOP_AFTER_FORK:
+        finally:
+            if slot is not None:  # our copy of the write end goes: its EOF is the child's
+                os.dup2(self.devnull, slot, inheritable=False)
+        if _STOP_AFTER_SPAWN == self.spec.name:
             os.kill(os.getpid(), signal.SIGSTOP)
-        # The core learns the pid before run can exec: if we die now the child sees EOF
-        # on go_r and exits, so no service ever runs that the core does not know of.
+        # If we die before the core has this report, run is the core's child then: it
+        # carries SVTREE_SERVICE=NAME, or, not exec'd yet, our PROCESS_NAME, and the
+        # core ends it (core/leftovers.py).
         self.feed(Event(Ev.SPAWNED, pid=pid))
-        os.write(go_w, b"g")
-        os.close(go_w)
 
     def run_finish(self, exit_arg: int, sig: int) -> None:
         s = self.spec
@@ -402,6 +409,18 @@ class Monitor:
             self.sel.modify(self.sock, _READ, "core")
 
 
+def _keep_slot(slot: int, channels: "tuple[int | None, ...]") -> "tuple[int | None, ...]":
+    """Keep fd `slot` (the service's notification_fd) for run's end of the notification
+    pipe: none of our own fds may take that number, so a placeholder holds it (the
+    null device, close-on-exec). Returns `channels`, one that had the number moved."""
+    moved = tuple(os.dup(fd) if fd == slot else fd for fd in channels)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    if null != slot:
+        os.dup2(null, slot, inheritable=False)  # (closes a channel that had the number)
+        os.close(null)
+    return moved
+
+
 def monitor_main(spec, sock_fd: int, stdio: Stdio, env: "dict[str, str]",
                  first_seq: int = 1) -> None:
     """Entry point in the freshly forked child of the core. Never returns."""
@@ -414,7 +433,12 @@ def monitor_main(spec, sock_fd: int, stdio: Stdio, env: "dict[str, str]",
         _signal.pthread_sigmask(_signal.SIG_SETMASK, osutil.ORIGINAL_SIGMASK)
         # Close everything the core had open except our own channels.
         osutil.close_fds_except({0, 1, 2, sock_fd, *stdio.fds()})
+        if spec.notification_fd is not None:
+            sock_fd, stdout, stderr, stdin = _keep_slot(
+                spec.notification_fd, (sock_fd, stdio.stdout, stdio.stderr, stdio.stdin))
+            stdio = Stdio(stdout, stderr, stdin)
         osutil.set_child_subreaper()
+        osutil.set_process_name(PROCESS_NAME)
         sock = socket.socket(fileno=sock_fd)
         sock.setblocking(False)
         Monitor(spec, sock, stdio, env, first_seq).run()

@@ -1,9 +1,11 @@
 """Process primitives shared by the core and the monitor. A leaf: stdlib only.
 
-Everything that forks goes through `spawn`, so every child of svtree starts the same
-clean way (tini's habit): its own session or process group, every signal disposition
-back to default (CPython ignores SIGPIPE and SIGXFSZ before our code runs), the signal
-mask svtree started with, a chosen cwd, and exactly the fds named, nothing else.
+Every program svtree starts goes through `spawn`, so every child starts the same clean
+way (tini's habit): its own session or process group, every signal disposition back to
+default (CPython ignores SIGPIPE and SIGXFSZ before our code runs), the signal mask
+svtree started with, a chosen cwd, its oom_score_adj, and exactly the fds named, nothing
+else. `spawn` takes a vfork-style path (no Python between the fork and the exec) where
+the settings allow it, and forks otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ import select
 import signal
 import socket
 import stat
+import sys
+
+try:  # CPython's own vfork + exec (what subprocess uses): see _spawn_vfork
+    from _posixsubprocess import fork_exec as _fork_exec
+except ImportError:  # pragma: no cover - every CPython on Linux has it
+    _fork_exec = None
+if sys.version_info < (3, 11):
+    _fork_exec = None  # an older signature (no process group, no allow_vfork)
+# fork_exec's last argument until 3.13, allow_vfork (3.14 vforks whenever it can).
+_VFORK = (True,) if sys.version_info < (3, 14) else ()
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
@@ -75,6 +87,7 @@ def set_process_name(name: bytes) -> None:
 # each child the value svtree started with (or its service's `oom_score_adj`).
 OOM_SCORE_ADJ = "/proc/self/oom_score_adj"
 _oom_restore: "int | None" = None  # what children get back, once svtree lowered its own
+_oom_own: "int | None" = None  # our own value, once lower_own_oom_score_adj has read or set it
 
 
 def read_oom_score_adj() -> int:
@@ -94,20 +107,32 @@ def lower_own_oom_score_adj(target: int) -> "tuple[int | None, str | None]":
     """Lower our oom_score_adj to `target` (never raise it). Returns (our value now, why
     it could not be lowered or None). Lowering needs CAP_SYS_RESOURCE, which a
     container's root usually lacks. From then on, children get the old value back (spawn)."""
-    global _oom_restore
+    global _oom_restore, _oom_own
     try:
         before = read_oom_score_adj()
         if target < before:
             _write_oom_score_adj(target)
-            _oom_restore = before
+            _oom_restore, _oom_own = before, target
             return target, None
+        _oom_own = before
         return before, None
     except (OSError, ValueError) as e:
         try:
             now: "int | None" = read_oom_score_adj()
         except (OSError, ValueError):
             now = None
+        _oom_own = now
         return now, getattr(e, "strerror", None) or str(e)
+
+
+def _oom_refused(value: int, e: OSError) -> bytes:
+    """What a service's stderr says when its `oom_score_adj` could not be set."""
+    try:
+        have: "int | str" = read_oom_score_adj()
+    except (OSError, ValueError):
+        have = "unknown"
+    return (f"svtree: oom_score_adj = {value} refused ({e.strerror}; lowering it "
+            f"needs CAP_SYS_RESOURCE): running with {have}\n").encode()
 
 
 def _set_child_oom_score_adj(value: "int | None") -> None:
@@ -120,14 +145,42 @@ def _set_child_oom_score_adj(value: "int | None") -> None:
     try:
         _write_oom_score_adj(wanted)
     except OSError as e:
-        if value is None:
-            return  # restoring svtree's own start value: nothing the user asked for
+        if value is not None:  # (restoring svtree's own start value: nothing the user asked for)
+            os.write(2, _oom_refused(value, e))
+
+
+def _lend_oom_score_adj(value: "int | None", err_fd: int) -> "int | None":
+    """For a vfork-style spawn, whose child runs no code of ours: the child is born with
+    our oom_score_adj, so we take the child's value (as `_set_child_oom_score_adj` would
+    set it) for the length of the spawn. Returns our own value, to be set back once the
+    child has exec'd (None: nothing was changed). A refusal is said on `err_fd` (the
+    child's stderr), without blocking."""
+    wanted = value if value is not None else _oom_restore
+    if wanted is None:
+        return None
+    own = _oom_own
+    if own is None:
         try:
-            have = read_oom_score_adj()
+            own = read_oom_score_adj()
+        except (OSError, ValueError):
+            return None
+    if wanted == own:
+        return None
+    try:
+        _write_oom_score_adj(wanted)
+    except OSError as e:
+        if value is not None:
+            write_nonblocking(err_fd, _oom_refused(value, e))
+        return None
+    return own
+
+
+def _take_back_oom_score_adj(own: "int | None") -> None:
+    if own is not None:
+        try:
+            _write_oom_score_adj(own)
         except OSError:
-            have = "unknown"
-        os.write(2, (f"svtree: oom_score_adj = {value} refused ({e.strerror}; lowering it "
-                     f"needs CAP_SYS_RESOURCE): running with {have}\n").encode())
+            pass  # we keep the service's value: nothing to tell anyone
 
 
 def prepare_fork() -> None:
@@ -237,30 +290,77 @@ def spawn(
     uid: "int | None" = None,
     gid: "int | None" = None,
     groups: "tuple[int, ...] | None" = None,
-    go: "tuple[int, int] | None" = None,
     oom_score_adj: "int | None" = None,
+    signals_clean: bool = False,
 ) -> int:
-    """Fork and exec argv cleanly; return the child's pid (it leads its own group).
+    """Start argv cleanly; return the child's pid (it leads its own session or group).
 
     fds maps each fd the child gets to an fd of ours (0, 1, 2 always given).
-    go: a pipe (read end, write end). The child blocks reading it before exec, so the
-    caller can record the pid first, then write one byte; EOF without a byte (the
-    caller died) makes the child exit without exec.
     An exec failure is written to the child's fd 2 and the child exits 127 (126 when
     the file is not executable), like a shell.
     oom_score_adj: the child's value; None gives it the one svtree started with.
+    signals_clean: our signal mask and dispositions are what a child must start with,
+    but for SIGPIPE, SIGXFSZ and handlers (which exec resets): the monitor's are (see
+    monitor_main). Then, in a session of its own, with no user or group to switch to and
+    every fd beyond 2 already at its own number, the child is started vfork-style.
     """
+    if signals_clean and session and uid is None and gid is None and groups is None \
+            and _fork_exec is not None and all(t == s for t, s in fds.items() if t > 2):
+        pid = _spawn_vfork(argv, cwd, env, fds, oom_score_adj)
+        if pid is not None:
+            return pid
+    return _spawn_fork(argv, cwd, env, fds, session, foreground_tty, uid, gid, groups, oom_score_adj)
+
+
+def _spawn_vfork(argv: "list[str]", cwd: "str | None", env: "dict[str, str]", fds: "dict[int, int]",
+                 oom_score_adj: "int | None") -> "int | None":
+    """CPython's own spawn (_posixsubprocess, subprocess's: vfork, then C code only until
+    the exec; the caller waits meanwhile, 0.1-0.2 ms): a session of its own, SIGPIPE and
+    SIGXFSZ back to default, handlers reset by the exec, our mask, `cwd`, fds 0-2 from
+    `fds`, every other fd closed but those in `fds` beyond 2 (at their own numbers).
+
+    Returns None when the child could not exec (a missing file, a refused chdir, ...):
+    it has exited, and the caller forks instead, whose child says why on its stderr and
+    exits 127 or 126 like a shell. OSError when the vfork itself failed (EAGAIN).
+    """
+    global _fork_exec
+    env_list = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+    err_r, err_w = os.pipe()
+    own_oom = _lend_oom_score_adj(oom_score_adj, fds[2])
+    try:
+        # err_w is kept open until the exec (fork_exec leaves it close-on-exec).
+        keep = tuple(sorted([err_w, *(t for t in fds if t > 2)]))
+        pid = _fork_exec(argv, [os.fsencode(argv[0])], True, keep, cwd, env_list,
+                         fds[0], -1, -1, fds[1], -1, fds[2], err_r, err_w,
+                         True, True, -1, None, None, None, -1, None, *_VFORK)
+    except TypeError:  # a CPython whose fork_exec takes other arguments: fork from now on
+        _fork_exec = None
+        os.close(err_r)
+        return None
+    except BaseException:
+        os.close(err_r)
+        raise
+    finally:
+        os.close(err_w)
+        _take_back_oom_score_adj(own_oom)
+    try:
+        # The child has exec'd (its copy of err_w was close-on-exec: EOF) or said why not.
+        failed = os.read(err_r, 256)
+    finally:
+        os.close(err_r)
+    if failed:
+        os.waitpid(pid, 0)
+        return None
+    return pid
+
+
+def _spawn_fork(argv, cwd, env, fds, session, foreground_tty, uid, gid, groups, oom_score_adj) -> int:
+    """fork, then set the child up in Python and exec (any setting; 1-2 ms)."""
     pid = fork_quiet()
     if pid:
         return pid
     # Child. Only os._exit leaves this block: never return into the caller's loop.
     try:
-        if go is not None:
-            # The fork copied the write end too: while we hold it, our own read would
-            # never see EOF when the caller dies before it says go.
-            os.close(go[1])
-            if os.read(go[0], 1) == b"":
-                os._exit(127)
         _own_group(session, foreground_tty)
         reset_signal_dispositions()
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ORIGINAL_SIGMASK)

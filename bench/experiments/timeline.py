@@ -2,6 +2,10 @@
 """Where boot, restart and shutdown time goes, from the kernel's process events.
 
     python3 bench/experiments/timeline.py [--rows svtree,svtree --no-watch,s6,runit] [-n 100] [--runs 5]
+                                          [--revs REV,REV...]
+
+--revs runs each svtree row once per git revision (`work`: the working tree), in
+interleaved rounds, as columns `ROW@REV`: a change's before and after under the same load.
 
 For each row (a system as bench/run.py runs it) and run: launch N services, then SIGKILL
 one service (up > 2 s), then SIGTERM the whole namespace; every fork, exec and exit of
@@ -148,17 +152,33 @@ def main() -> None:
     ap.add_argument("--rows", default="svtree,svtree --no-watch,s6,runit")
     ap.add_argument("-n", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--revs", default="work", help="git revisions of svtree to compare (work: the working tree)")
     args = ap.parse_args()
-    rows = [r.strip() for r in args.rows.split(",")]
+    revs = [r.strip() for r in args.revs.split(",")]
     base = tempfile.mkdtemp(prefix="timeline-", dir="/dev/shm")
     try:
-        run.snapshot(base, None)
+        # (row as run.py names it, the svtree snapshot it runs or None, its column's name)
+        columns = []
+        for r in (r.strip() for r in args.rows.split(",")):
+            if not r.startswith("svtree"):
+                columns.append((r, None, r))
+                continue
+            for rev in revs:
+                where = os.path.join(base, f"rev-{rev}")
+                if not os.path.isdir(where):
+                    os.makedirs(where)
+                    run.snapshot(where, None if rev == "work" else rev)
+                columns.append((r, S.SVTREE_PATH[0] if len(revs) == 1 else os.path.join(where, "src"),
+                                r if len(revs) == 1 else f"{r}@{rev}"))
+        rows = [name for _, _, name in columns]
         got: "dict[str, list[dict]]" = {r: [] for r in rows}
         for _ in range(args.runs):
-            for r in rows:
-                got[r].append(one(r, args.n, base))
+            for row, path, name in columns:
+                if path is not None:
+                    S.SVTREE_PATH[0] = path
+                got[name].append(one(row, args.n, base))
         keys = list(dict.fromkeys(k for r in rows for d in got[r] for k in d))
-        print(f"{'phase (ms; median of ' + str(args.runs) + ')':58}" + "".join(f"{r[:18]:>19}" for r in rows))
+        print(f"{'phase (ms; median of ' + str(args.runs) + ')':58}" + "".join(f"{r[-18:]:>19}" for r in rows))
         for k in keys:
             cells = []
             for r in rows:

@@ -1,28 +1,25 @@
 #!/usr/bin/env python3
-"""Prototype: boot N monitors from a small zygote instead of the core, and spawn `run`
-with posix_spawn (vfork) instead of fork + Python setup. svtree/ is not changed: this
-script plays the core's part of the protocol (socketpair, `up`, reports) around
-svtree's real monitor code (svtree.monitor.monitor_main).
+"""Prototype: boot N monitors from a small zygote instead of the core. svtree/ is not
+changed: this script plays the core's part of the protocol (socketpair, `up`, reports)
+around svtree's real monitor code (svtree.monitor.monitor_main, which starts `run` the
+way svtree does: osutil.spawn).
 
     python3 bench/experiments/zygote_boot.py [-n 100] [--runs 5]
 
 Each case runs in a fresh PID namespace (unshare; the parent is its PID 1, as svtree is):
-  core, fork          the parent first imports what svtree's core imports (core, compiler,
-                      structlog, control) and keeps per-service state, gc.freeze() before
-                      each fork, as svtree does today
-  zygote, fork        a `python -I -S` parent that imports only the monitor's modules
-                      (svtree.monitor: states, osutil, wire) and gc.freeze()s once
-  zygote, posix_spawn the same, with osutil.spawn replaced for the service by
-                      os.posix_spawn (setsid, default dispositions, the original mask,
-                      dup2 of the named fds; every other fd is close-on-exec already) and
-                      a chdir in the monitor; the go pipe is left unread (the guarantee it
-                      gives is the SVTREE_SERVICE marker's and the subreaper's then)
+  core     the parent first imports what svtree's core imports (core, compiler,
+           structlog, control, reload) and gc.freeze()s before each fork, as svtree does
+  zygote   a `python -I -S` parent that imports only the monitor's modules (svtree.monitor:
+           states, osutil, wire, messages) and the plan's (the spec), gc.freeze()s once
 Per case: ms from the first fork to the exec of the last service's `sleep` (kernel time),
 the parent's wall ms per fork (on 2 busy cores: mostly waiting for a CPU), CPU ms per
 service (schedstat of every process 1 s after boot, less the parent's CPU before its
 first fork, over N) and the median USS of one monitor; then ms from SIGKILL of a
 service (up > 2 s) to the exec of its new `sleep` (median of 3 per run). Medians over
 the runs.
+
+(Before osutil.spawn started run vfork-style, a third case replaced it here by
+os.posix_spawn: bench/PROFILE.md section 2 quotes those figures.)
 """
 
 from __future__ import annotations
@@ -48,24 +45,12 @@ sys.path.insert(0, @BENCH@)
 if @KIND@ == "core":
     import svtree.core.main, svtree.core.core, svtree.core.loop, svtree.core.control, svtree.core.reload
     import svtree.log, svtree.compiler, structlog
-from svtree import messages, osutil, wire
+from svtree import osutil, wire
+from svtree.messages import Cmd, Command, encode
 from svtree.monitor import Stdio, monitor_main
 from svtree.plan import ServiceSpec
 osutil.prepare_fork()
 osutil.set_child_subreaper()
-if @SPAWN@ == "posix_spawn":
-    import signal
-    kept = []
-    def spawn(argv, *, cwd, env, fds, session=True, uid=None, gid=None, groups=None, go_fd=None, **_):
-        if go_fd is not None:
-            kept.append(os.dup(go_fd))  # keep a reader: the monitor writes its go byte
-        if cwd is not None:
-            os.chdir(cwd)
-        actions = [(os.POSIX_SPAWN_DUP2, src, dst) for dst, src in fds.items()]
-        return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=session,
-                              setsigmask=osutil.ORIGINAL_SIGMASK,
-                              setsigdef=[s for s in osutil._CATCHABLE if s not in (32, 33)])
-    osutil.spawn = spawn
 gc.freeze()
 specs = [ServiceSpec(name=f"s{i:03d}", path=f"{@SVC@}/s{i:03d}", run=f"{@SVC@}/s{i:03d}/run") for i in range(@N@)]
 state = [{"name": s.name, "env": dict(os.environ, SVTREE_SERVICE=s.name), "report": {}} for s in specs]
@@ -84,7 +69,7 @@ for spec, st in zip(specs, state):
         monitor_main(spec, child.fileno(), Stdio(1, 2), st["env"])
     fork_times.append(time.monotonic() - a)
     child.close()
-    parent.send(messages.encode(messages.Command(messages.Cmd.UP)))
+    parent.send(encode(Command(Cmd.UP)))
     socks.append((pid, parent))
 with open(@INFO@ + ".tmp", "w") as f:
     json.dump({"t0": t0, "per_fork": sum(fork_times) / len(fork_times), "cpu_before": cpu_before}, f)
@@ -102,7 +87,7 @@ def schedstat(pid: int) -> float:
         return 0.0
 
 
-def one(kind: str, spawn: str, n: int) -> dict:
+def one(kind: str, n: int) -> dict:
     sys.path.insert(0, BENCH)
     import systems as S
     from procfs import descendants
@@ -113,12 +98,12 @@ def one(kind: str, spawn: str, n: int) -> dict:
     for i in range(n):
         S.write(os.path.join(svc, f"s{i:03d}", "run"), S.RUN_SLEEP, executable=True)
     code = PARENT
-    for key, value in (("REPO", REPO), ("BENCH", BENCH), ("KIND", kind), ("SPAWN", spawn), ("SVC", svc),
+    for key, value in (("REPO", REPO), ("BENCH", BENCH), ("KIND", kind), ("SVC", svc),
                        ("INFO", info_path), ("N", n)):
         code = code.replace(f"@{key}@", repr(value))
     flags = ["-I"] if kind == "core" else ["-I", "-S"]
     system = S.System()
-    system.name = f"{kind}-{spawn}"
+    system.name = kind
     inst = S.Instance(system, base, [sys.executable, *flags, "-c", code])
     try:
         t_up = inst.wait_services(n, 60)
@@ -151,16 +136,16 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=100)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    cases = [("core", "fork"), ("zygote", "fork"), ("zygote", "posix_spawn")]
+    cases = ["core", "zygote"]
     got = {c: [] for c in cases}
     for _ in range(args.runs):
         for c in cases:
-            got[c].append(one(*c, args.n))
+            got[c].append(one(c, args.n))
     print(f"{'case (N=' + str(args.n) + ')':24}{'boot ms':>9}{'ms/fork':>9}{'CPU ms/service':>16}{'monitor USS kB':>16}"
           f"{'restart ms':>12}   (median of {args.runs})")
-    for (kind, spawn), rs in got.items():
+    for kind, rs in got.items():
         m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        print(f"{kind + ', ' + spawn:24}{m['boot']:9.0f}{m['per_fork']:9.2f}{m['cpu']:16.2f}{m['monitor_uss']:16.0f}{m['restart']:12.2f}")
+        print(f"{kind:24}{m['boot']:9.0f}{m['per_fork']:9.2f}{m['cpu']:16.2f}{m['monitor_uss']:16.0f}{m['restart']:12.2f}")
 
 
 if __name__ == "__main__":

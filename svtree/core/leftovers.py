@@ -7,6 +7,17 @@ orphans means reading /proc/PID/environ, which takes the target's mmap lock: a p
 stuck on a hung filesystem would hold the reader there. So a helper (core/helper.py)
 reads them, with a deadline, and SIGKILLs the ones that match, with their descendants.
 
+This is also what guarantees that no service runs unknown to the core when its monitor
+dies at any instant, even while it starts one (no "go" pipe holds the child back):
+  - before the child's exec, it is a copy of the monitor (forked, or vfork'd and still
+    in the monitor's memory): its name is the monitor's (svtree.monitor.PROCESS_NAME),
+    which nothing else of the core's children has; it is ended whatever its service;
+  - once its exec has replaced the name, it carries the marker: the kernel sets the
+    name (under the lock /proc/PID/environ takes) before the new environment, which is
+    empty until the exec has laid it out. So the name is read first, then the
+    environment; one found empty is read again until it is not, or the process is
+    gone, or EXEC_WAIT has passed (a process started with no environment at all).
+
 The candidates are the core's own children, listed by the core (its own /proc entry,
 no other process's lock) and each pinned by a pidfd opened before the fork: a candidate
 the core reaps meanwhile cannot be confused with a new process given the same pid, since
@@ -18,15 +29,18 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Callable
 
 from svtree import osutil
 from svtree.core.helper import Helper
 from svtree.core.monitors import SERVICE_ENV
+from svtree.monitor import PROCESS_NAME
 
 DEADLINE = 5.0  # seconds; what is left is ended by the final sweep at the latest
 NAME = b"svtree-leftover"
 RETRY_DELAY = 1.0  # after a failed fork of the helper
+EXEC_WAIT = 1.0  # seconds an empty environment is read again (an exec laying it out)
 
 
 def _pidfd(pid: int) -> "int | None":
@@ -47,19 +61,36 @@ def _signal(pid: int, pidfd: "int | None", sig: int) -> bool:
         return False
 
 
-def _environ(pid: int) -> "list[bytes]":
+def _read(path: str) -> bytes:
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f.read().split(b"\0")
+        with open(path, "rb") as f:
+            return f.read()
     except OSError:
-        return []
+        return b""
+
+
+def _left_by_a_monitor(pid: int, marker: bytes) -> bool:
+    """Whether `pid` is a dead monitor's child not exec'd yet, or carries `marker` (see
+    the module's docstring for the order of the reads)."""
+    until = time.monotonic() + EXEC_WAIT
+    while True:
+        if _read(f"/proc/{pid}/comm").rstrip(b"\n") == PROCESS_NAME:
+            return True
+        env = _read(f"/proc/{pid}/environ")
+        if env:
+            return marker in env.split(b"\0")
+        if time.monotonic() > until or osutil.is_zombie(pid) or not os.path.exists(f"/proc/{pid}"):
+            return False
+        time.sleep(0.002)
 
 
 def _end_marked(candidates: "list[tuple[int, int | None]]", marker: bytes) -> None:
-    """In the helper: SIGKILL each candidate whose environment holds `marker`, and its
-    descendants (listed first: once it is dead they are re-parented and unlisted)."""
+    """In the helper: SIGKILL each candidate left by a monitor (`_left_by_a_monitor`),
+    and its descendants (listed first: once it is dead they are re-parented and
+    unlisted). A candidate is trusted only if it is still alive after the reads (its pid
+    was not reused meanwhile: the pidfd says)."""
     for pid, pidfd in candidates:
-        if marker not in _environ(pid) or not _signal(pid, pidfd, 0):
+        if not _left_by_a_monitor(pid, marker) or not _signal(pid, pidfd, 0):
             continue
         below = osutil.descendants(pid)
         _signal(pid, pidfd, signal.SIGKILL)

@@ -81,7 +81,12 @@ def test_a_hand_written_tree_with_flood_slow_stop_and_a_main_command():
     # the child a crashed run left behind outlives the monitor
     Example(services=(Svc("a", ()),),
             actions=(Action(0.1, "kill", 0, "KILL"), Action(0.5, "kill_monitor", 0, "KILL"))),
-], ids=["daemon", "daemon-outlives-dependency", "crash-leftover"])
+    # monitors killed the moment they have started a new child (their service was
+    # SIGKILLed first): no go pipe holds it back, the marker and the monitor's name do
+    Example(services=(Svc("a", ()), Svc("b", ("a",), finish="quick"), Svc("c", (), behaviour="forks")),
+            actions=(Action(0.1, "kill_monitor", 0, "KILL@spawn"), Action(0.3, "kill_monitor", 1, "TERM@spawn"),
+                     Action(0.3, "kill_monitor", 2, "HUP@spawn"), Action(0.3, "kill_monitor", 0, "USR1@spawn"))),
+], ids=["daemon", "daemon-outlives-dependency", "crash-leftover", "killed-at-spawn"])
 def test_a_dead_monitors_leftovers_do_not_run_unsupervised(ex):
     """Was: the core SIGKILLed only the service's current process group and main pid; a
     setsid daemon or an earlier incarnation's leftover was re-parented to svtree and ran

@@ -7,9 +7,11 @@ anything at all).
                                           waits (killably) while CMD lives. No child process
                                           (a harness may take the first child for svtree).
     python3 hung_fs.py serve MOUNTPOINT   mount a FUSE filesystem holding one file, `file`
-                                          (4 KiB), answer lookups, stats and opens, and
-                                          never answer a read: whoever reads `file` waits
-                                          (killably) for as long as this process lives.
+                                          (4 KiB, executable), answer lookups, stats and
+                                          opens, and never answer a read: whoever reads
+                                          `file`, or execs it (or a script whose #! names
+                                          it), waits (killably) for as long as this
+                                          process lives.
     python3 hung_fs.py stuck FILE         map FILE, have a child read it through
                                           /proc/PID/mem (which holds this process's memory
                                           map lock while the read waits), then change the map
@@ -48,7 +50,7 @@ FILE_SIZE = 4096
 def _attr(node: int) -> bytes:
     if node == ROOT:
         return ATTR.pack(ROOT, 0, 0, 0, 0, 0, 0, 0, 0, 0o40755, 2, 0, 0, 0, 4096, 0)
-    return ATTR.pack(FILE_NODE, FILE_SIZE, 8, 0, 0, 0, 0, 0, 0, 0o100644, 1, 0, 0, 0, 4096, 0)
+    return ATTR.pack(FILE_NODE, FILE_SIZE, 8, 0, 0, 0, 0, 0, 0, 0o100755, 1, 0, 0, 0, 4096, 0)
 
 
 def mount(mountpoint: str) -> int:

@@ -213,6 +213,60 @@ def test_a_dead_monitors_daemons_are_ended(tree, run_svtree, run):
     assert sv.stop() == 0
 
 
+@pytest.mark.parametrize("toml", ["", 'user = "root"\n'], ids=["vfork", "fork"])
+def test_a_dead_monitors_child_that_has_not_exec_d_yet_is_ended(tree, run_svtree, toml):
+    """No go pipe holds a monitor's new child back until the core knows its pid: if the
+    monitor dies before the child's exec, the child is the core's, and still a copy of
+    the monitor (its memory, vfork'd; or its copy, forked: with `user`), without the
+    service's SVTREE_SERVICE marker. It must be ended all the same (by its name, the
+    monitor's), or it would exec the service behind the core's back. Here the exec waits
+    for ever: run's #! interpreter is a file of a hung filesystem, whose first page the
+    kernel reads before it replaces anything of the process."""
+    mnt = os.path.join(tree.root, "mnt")
+    tree.service("fs", tree.sh(f"mkdir -p {mnt}\nexec {sys.executable} {HUNG_FS} serve {mnt}\n"))
+    # With fork the monitor goes on at once: it stops before it tells the core the pid.
+    sv = run_svtree(env={"SVTREE_TEST_STOP_AFTER_SPAWN": "victim"})
+    sv.wait_state("ready", "fs")
+    # The service whose exec hangs comes by a reload: it compiles once the mount is there.
+    # (Its replacement hangs the same way: a short stop_timeout bounds the shutdown.)
+    tree.service("victim", f"#!{mnt}/file\n", toml="stop_timeout = 0.5\n" + toml)
+    wait_for(lambda: sv.ctl("reload").returncode == 0, what="the reload that adds the service")
+
+    def hung_child():
+        for monitor in sv.ns_pids():
+            kids = waiting_in_fuse(children_of(monitor))
+            if kids:
+                return monitor, kids[0]
+        return None
+
+    monitor, child = wait_for(hung_child, timeout=15, what="a monitor's child hung in its exec")
+    with open(f"/proc/{child}/comm") as f:
+        assert f.read() == "svtree-monitor\n"  # the monitor's name: the exec has not replaced it
+    assert sv.status()["victim"]["pid"] is None  # the core does not know it
+    os.kill(monitor, signal.SIGKILL)
+    # A wait for a FUSE answer the server has taken ends only with the server: the
+    # SIGKILL stays pending until then, and the child dies on its way out of the kernel,
+    # never running a line of the service.
+    wait_for(lambda: zombie(child) or sigkill_pending(child), timeout=10,
+             what="the child to be ended once its monitor died")
+    assert sv.stop(30) == 0
+    assert zombie(child)
+
+
+def sigkill_pending(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        pending = next(line.split()[1] for line in f if line.startswith("ShdPnd:"))
+    return bool(int(pending, 16) >> (signal.SIGKILL - 1) & 1)
+
+
+def children_of(pid: int) -> "list[int]":
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -16,6 +16,10 @@ TRAPS_TERM = ("forever", "slow_stop", "forks", "daemon", "zombies", "flood", "no
 FINISHES = ("none", "quick", "slow", "hung", "f125")
 SERVICE_SIGNALS = ("KILL", "TERM", "INT", "HUP", "USR1", "USR2", "ALRM")
 MONITOR_SIGNALS = ("KILL", "TERM", "INT", "HUP", "USR1")
+# When kill_monitor strikes: at once (arg "SIG"), or right after a spawn (arg "SIG@spawn":
+# the service is SIGKILLed, and its monitor gets SIG the moment it has a new child: its
+# next run, maybe not exec'd yet, or its finish).
+MONITOR_MOMENTS = ("", "@spawn")
 STALLS = ("1.0", "0.3", "2.0")  # seconds the reader of svtree's stdout pauses
 SELF_KILL_SIGNALS = ("KILL", "INT", "HUP", "USR1", "USR2", "ALRM")
 RESTART_DELAY_MAX = 1.0
@@ -89,6 +93,7 @@ class Svc:
 class Action:
     delay: float = field(metadata={"positional": True})
     kind: str = field(metadata={"positional": True})  # kill kill_monitor ctl reload stall sigterm
+    # (kill_monitor's arg: a signal, and "@spawn" for right after a spawn: MONITOR_MOMENTS)
     target: int = field(default=0, metadata={"positional": True})  # index into current services
     arg: str = field(default="", metadata={"positional": True})
 

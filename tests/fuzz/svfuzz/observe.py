@@ -52,6 +52,15 @@ def nspid_of(pid: int) -> "int | None":
     return int(v[-1]) if v else None
 
 
+def comm(pid: int) -> str:
+    """A process's name (a monitor's child that has not exec'd yet has the monitor's)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "gone"
+
+
 def is_alive(pid: int) -> bool:
     try:
         return not proc_status(pid).get("State", "").startswith("Z")

@@ -14,11 +14,12 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from harness import REPO, PipeReader, Svtree, Tree, descendants, proc_status, read_cmdline, wait_for
+from harness import REPO, PipeReader, Svtree, Tree, children, descendants, proc_status, read_cmdline, wait_for
 from svfuzz import checks
 from svfuzz.example import MAIN_STOP_TIMEOUT, RESTART_DELAY_MAX, Action, Example, Svc, describe, signum
 from svfuzz.model import Model
-from svfuzz.observe import Observer, Rec, fmt_t, is_alive, nspid_of, now_ns, parse_records, poll, token_pids
+from svfuzz.observe import (Observer, Rec, comm, fmt_t, is_alive, nspid_of, now_ns, parse_records, poll,
+                            token_pids)
 from svfuzz.scripts import LIB, finish_script, main_command, run_script, service_toml
 
 
@@ -323,21 +324,38 @@ class Run:
         self.log.append(Done(t, "kill", name, a.arg, f"hit {host}" if hit else "miss"))
 
     def _kill_monitor(self, a: Action, name: str, t: int) -> None:
+        sig, _, when = a.arg.partition("@")
         host = self.current_main(name)
-        monitor = None
-        if host is not None:
-            try:
-                monitor = int(proc_status(host)["PPid"])
-            except (OSError, KeyError, ValueError):
-                monitor = None
-            # A monitor is forked from the core (same command line). Right after its
-            # monitor died, run's parent is the core itself (a subreaper): not a monitor.
-            if monitor is not None and (monitor == self.sv.pid1
-                                        or read_cmdline(monitor) != read_cmdline(self.sv.pid1)):
-                monitor = None
-        hit, t = self._send(monitor, a.arg, t)
+        monitor = self._monitor_of(host)
+        if when == "spawn" and monitor is not None:
+            # The service first, then its monitor the moment it has a new child (its next
+            # run, in the middle of its spawn maybe, or its finish): the window in which
+            # only the marker and the monitor's name tell the core what the child is.
+            before = set(descendants(monitor))  # (what run leaves is re-parented to it: not new)
+            hit, t_main = self._send(host, "KILL", t)
+            self.model.kill(name, "KILL", hit, t_main)
+            self.log.append(Done(t_main, "kill", name, "KILL", f"hit {host}" if hit else "miss"))
+            deadline = time.monotonic() + RESTART_DELAY_MAX + 0.5
+            while not (new := set(children(monitor)) - before - {host}) and time.monotonic() < deadline:
+                time.sleep(0.0002)
+        hit, t = self._send(monitor, sig, t)
         self.model.kill_monitor(name, hit, t)
-        self.log.append(Done(t, "kill_monitor", name, a.arg, f"hit {monitor}" if hit else "miss"))
+        seen = f" ({', '.join(f'{p} {comm(p)}' for p in sorted(new))})" if when == "spawn" and monitor else ""
+        self.log.append(Done(t, "kill_monitor", name, a.arg, (f"hit {monitor}" if hit else "miss") + seen))
+
+    def _monitor_of(self, host: "int | None") -> "int | None":
+        """The monitor of a service's main process: its parent, if that is a monitor (a
+        fork of the core: same command line). Right after its monitor died, run's parent
+        is the core itself (a subreaper): not a monitor."""
+        if host is None:
+            return None
+        try:
+            monitor = int(proc_status(host)["PPid"])
+        except (OSError, KeyError, ValueError):
+            return None
+        if monitor == self.sv.pid1 or read_cmdline(monitor) != read_cmdline(self.sv.pid1):
+            return None
+        return monitor
 
     def _ctl(self, a: Action, name: str, t: int) -> None:
         r = self.ctl(a.arg, name)

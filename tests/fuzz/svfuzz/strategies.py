@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from svfuzz.example import (BEHAVIOURS, FINISHES, MONITOR_SIGNALS, SELF_KILL_SIGNALS, SERVICE_SIGNALS,
-                            STALLS, STEADY, Action, Example, Svc)
+from svfuzz.example import (BEHAVIOURS, FINISHES, MONITOR_MOMENTS, MONITOR_SIGNALS, SELF_KILL_SIGNALS,
+                            SERVICE_SIGNALS, STALLS, STEADY, Action, Example, Svc)
 
 
 def _rarely(draw, one_in: int) -> bool:
@@ -72,6 +72,8 @@ def an_action(draw) -> Action:
         "reload": ("change", "invalid", "add", "remove"),
         "stall": STALLS,
     }[kind]))
+    if kind == "kill_monitor":
+        arg += draw(st.sampled_from(MONITOR_MOMENTS))
     return Action(delay, kind, target, arg)
 
 
