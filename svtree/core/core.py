@@ -30,7 +30,7 @@ from svtree.core.pipelines import Pipelines
 from svtree.core.reaper import Reaper
 from svtree.core.records import Do, Life, LifeEv, Records, Service, View, next_life
 from svtree.core.retire import ready_to_exit, retirements, successor
-from svtree.core.shutdown import Phase, PhaseEv, Sweep, next_phase, ready_to_stop
+from svtree.core.shutdown import Phase, PhaseEv, StopOrder, Sweep, next_phase
 from svtree.messages import Cmd, Command, Report
 from svtree.plan import Plan, PlanDiff
 from svtree.signames import signal_name
@@ -77,6 +77,7 @@ class Core:
         self.spared: "set[int]" = set()  # ctl clients waiting for the end
         self.sweep = Sweep(loop, log, is_pid1, self.spared)
         self.phase = Phase.RUN  # changed only by _phase_event
+        self.stop_order: "StopOrder | None" = None  # from the shutdown's SERVICES phase on
         self.shutdown_started = 0.0
         self.failed = False  # a critical service failed, or the boot (boot_failure "stop"): exit 1
         self.boot_timer = None  # boot_timeout's deadline, while the boot is not over
@@ -228,6 +229,8 @@ class Core:
     def _advance(self, svc: Service, ev: LifeEv) -> None:
         """The one place a record's life changes; what the transition asks for is done here."""
         svc.life, do = next_life(svc.life, ev)
+        if svc.life is Life.GONE and self.stop_order is not None:
+            self.stop_order.gone(svc.name)
         if do is Do.SEND_UP:
             self.monitors.send(svc, Command(Cmd.UP))
         elif do is Do.SEND_EXIT:
@@ -385,6 +388,8 @@ class Core:
         settings = self.plan.settings
         if new is Phase.MAIN:
             self.main.stop(settings.main_stop_timeout)
+        elif new is Phase.SERVICES:
+            self.stop_order = StopOrder(self.records)
         elif new is Phase.SWEEP:
             self.pipelines.close_all()  # every monitor is gone: nobody reads or writes them
             self.sweep.begin(settings.kill_grace, self._grace_over, self.shutdown_started)
@@ -399,22 +404,19 @@ class Core:
             self._phase_event(PhaseEv.MAIN_GONE)
         if self.phase is Phase.SERVICES:
             self._stop_in_order()
-            gone = Life.GONE
-            if all(s.life is gone for s in self.records):
+            if self.stop_order.left == 0:
                 self._phase_event(PhaseEv.SERVICES_GONE)
         if self.phase in (Phase.SWEEP, Phase.SWEEP_KILLED):
             self._sweep_progress()
 
     def _stop_in_order(self) -> None:
-        """`exit` to each record whose dependents are all gone; one that had no monitor is
-        gone at once, and what waited on it may go too: look again."""
-        while True:
-            for svc in ready_to_stop(self.records):
-                self._advance(svc, LifeEv.EXIT)
-                if svc.life is Life.GONE:
-                    break
-            else:
-                return
+        """`exit` to each record whose dependents are all gone (StopOrder); one that had
+        no monitor is gone at once, and what waited on it may go too: it is ready next."""
+        while ready := self.stop_order.take_ready():
+            for name in ready:
+                svc = self.records.get(name)
+                if svc is not None and svc.life not in (Life.EXIT_SENT, Life.GONE):
+                    self._advance(svc, LifeEv.EXIT)
 
     def _grace_over(self) -> None:
         self._phase_event(PhaseEv.GRACE_OVER)
