@@ -322,7 +322,7 @@ class Svtree(System):
                 *([] if self.watch else ["--no-watch"])]
 
     def helper_pids(self, inst):
-        return [p for p in inst.supervisor_pids() if "_watcher" in inst.ns.cmdline(p)]
+        return [p for p in inst.supervisor_pids() if inst.ns.comm(p) == "svtree-watcher"]
 
     def env(self):
         env = os.environ.copy()

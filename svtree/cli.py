@@ -2,8 +2,6 @@
 
 `svtree ctl` is dispatched before argparse builds the other parsers, and the core,
 structlog and the compiler are never imported on that path (see tests/unit/test_imports.py).
-The hidden subcommand `_watcher` (svtree/selfexec.py: how the core starts its file watcher,
-installed or in the bundle) comes next, before anything else is imported either.
 """
 
 from __future__ import annotations
@@ -182,10 +180,6 @@ def main(argv: "list[str] | None" = None) -> int:
         return ctl_main(argv[1:])
     from svtree import selfexec
 
-    if argv and argv[0] == selfexec.WATCHER:
-        from svtree.watcher import main as watcher_main
-
-        return watcher_main(argv[1:])
     selfexec.restore_environ()  # in the bundle: what services and CMD inherit
     if argv and argv[0] in ("--version", "-V"):
         from svtree import __version__

@@ -17,8 +17,8 @@ with `..` are transparent instead: Kubernetes writes a ConfigMap volume into hid
 `..2026_...` directories and swaps the `..data` symlink the visible names point through,
 so `..2026_x/web/run` is `web/run` and the swap of `..data` is a change of everything.
 
-The compiler (discover, digest) and the watcher (`svtree _watcher`, its own
-process) both import this module, so they cannot disagree about what counts.
+The compiler (discover, digest) and the watcher (a process of its own, forked by
+the core) both import this module, so they cannot disagree about what counts.
 """
 
 from __future__ import annotations

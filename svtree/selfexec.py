@@ -1,17 +1,14 @@
-"""How svtree runs its own helper processes, installed with pip or frozen in the bundle.
+"""What svtree undoes of its bundle before it starts anything.
 
-svtree runs one helper of its own: the file watcher. From a pip install it is this Python
-running `-m svtree _watcher DIR...`; from the bundle (PyInstaller, onedir) there is no
-Python to run, only the bundle's executable, so it is that executable with the same
-hidden subcommand. cli.py dispatches `_watcher` before it imports anything else.
-
-The bundle's executable starts by setting LD_LIBRARY_PATH to its own libraries (keeping
-the original in LD_LIBRARY_PATH_ORIG) and variables of its own (`_PYI_*`, `_MEIPASS*`),
-then re-executes itself in place (same pid). Services, the main command and every
-process they start must see the environment svtree was given instead: a service
-linked against the machine's libraries must not load the bundle's, and another
-PyInstaller program started by a service must not take those variables for its own.
-`restore_environ` undoes them once, before anything is started.
+From the bundle (PyInstaller, onedir) svtree is the bundle's executable, not a Python:
+the bootloader sets LD_LIBRARY_PATH to the bundle's own libraries (keeping the original
+in LD_LIBRARY_PATH_ORIG) and variables of its own (`_PYI_*`, `_MEIPASS*`), then
+re-executes itself in place (same pid). Services, the main command and every process
+they start must see the environment svtree was given instead: a service linked against
+the machine's libraries must not load the bundle's, and another PyInstaller program
+started by a service must not take those variables for its own. `restore_environ` undoes
+them once, before anything is started. (svtree's own helper processes, the file watcher
+among them, are forks of the core: the same executable, installed or bundled.)
 
 A leaf: stdlib only, imports nothing of svtree.
 """
@@ -21,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 
-WATCHER = "_watcher"  # the hidden subcommand that runs svtree.watcher
 LOADER_PATH = "LD_LIBRARY_PATH"
 LOADER_PATH_SAVED = "LD_LIBRARY_PATH_ORIG"  # where the bootloader keeps the original
 BUNDLE_PREFIXES = ("_PYI_", "_MEIPASS")  # the bootloader's own variables
@@ -30,17 +26,6 @@ BUNDLE_PREFIXES = ("_PYI_", "_MEIPASS")  # the bootloader's own variables
 def frozen() -> bool:
     """True in the bundle (PyInstaller sets sys.frozen)."""
     return bool(getattr(sys, "frozen", False))
-
-
-def command(subcommand: str, *args: str) -> "list[str]":
-    """The argv that runs `svtree SUBCOMMAND ARGS...` with the same svtree as this process."""
-    if frozen():
-        return [sys.executable, subcommand, *args]
-    return [sys.executable, "-m", "svtree", subcommand, *args]
-
-
-def watcher_command(paths) -> "list[str]":
-    return command(WATCHER, *paths)
 
 
 def original_environ(env: "dict[str, str]") -> "dict[str, str]":

@@ -1,9 +1,9 @@
 """The file watcher: its own small process, so the forking core stays single-threaded.
 
 watchfiles runs a thread and wakes every `step` ms; here that costs nothing to the core.
-It writes `ready` once its watches are set, then one line `changed` to stdout (a pipe to
-the core) for each batch of changes that can change a plan; the core coalesces bursts
-and reloads. It exits when the core goes away.
+It writes `ready` once its watches are set, then one line `changed` to its pipe to the
+core for each batch of changes that can change a plan; the core coalesces bursts and
+reloads. If it cannot watch, it writes `error WHY` and exits 1. It dies with the core.
 
 What can change a plan is svtree.definition's rule, the compiler's own: svtree.toml, a
 service directory, a service's definition files (run, finish, down, service.toml, the s6
@@ -11,21 +11,20 @@ files, dependencies.d/, log/), each script of an s6-overlay cont-init.d or cont-
 and the files of s6-rc source directories. A service writing its pid file, cache or
 state into its directory every 100 ms wakes the watcher but never the core.
 
-Run by the core (never imported by it) as `svtree _watcher --KIND DIR [--KIND DIR...]`,
-the argv svtree/selfexec.py builds (`python -m svtree _watcher ...` from a pip install,
-the bundle's own executable when frozen), with the plan's watch_roots(): --tree DIR, and
-for the s6-overlay layout --scripts for cont-init.d and cont-finish.d (each entry a
-script) and --s6-rc for s6-overlay/s6-rc.d and user-bundles.d (s6-rc source directories).
+The core forks it (core/reload.py: a helper child, `svtree-watcher` in ps), so it is
+the core's interpreter with its modules already loaded, installed or in the bundle
+alike: it loads only watchfiles' compiled module (`load_rust_notify`), not the Python
+package around it, and calls `watch` with the plan's watch_roots(): (kind, directory)
+pairs, `tree` for DIR, and for the s6-overlay layout `scripts` for cont-init.d and
+cont-finish.d (each entry a script) and `s6-rc` for s6-overlay/s6-rc.d and
+user-bundles.d (s6-rc source directories).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import sys
 
-from svtree import exitcodes, osutil
-from svtree.definition import S6RC, SCRIPTS, TREE, in_root
+from svtree.definition import in_root
 
 STEP_MS = 50  # watchfiles' wake-up period while watching: the latency floor
 DEBOUNCE_MS = 100  # the longest batch watchfiles makes: shorter than the core's QUIET, so a
@@ -62,53 +61,66 @@ def relevant(path: str, roots: "list[tuple[str, str]]") -> bool:
     return in_root(kind, parts, _is_plain_file(path) if len(parts) == 1 else None)
 
 
-def parse(argv: "list[str]") -> "list[tuple[str, str]] | None":
-    """--tree DIR --scripts DIR --s6-rc DIR ... as (kind, absolute directory) pairs."""
-    kinds = {f"--{k}": k for k in (TREE, SCRIPTS, S6RC)}
-    if not argv or len(argv) % 2 or any(a not in kinds for a in argv[::2]):
+def load_rust_notify():
+    """watchfiles' compiled RustNotify, loaded by itself: importing it the usual way runs
+    the package's __init__ (its Python API: 40 ms and 3 MB of imports a watcher does not
+    use). None when it cannot be found so."""
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        package = importlib.util.find_spec("watchfiles")  # (finds it; imports nothing)
+    except (ImportError, ValueError):
         return None
-    return [(kinds[flag], os.path.abspath(d)) for flag, d in zip(argv[::2], argv[1::2])]
+    for directory in (package.submodule_search_locations or []) if package else []:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith("_rust_notify.") and name.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+                loader = importlib.machinery.ExtensionFileLoader("watchfiles._rust_notify",
+                                                                 os.path.join(directory, name))
+                module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+                loader.exec_module(module)
+                return module.RustNotify
+    return None
 
 
-def main(argv: "list[str]") -> int:
-    roots = parse(argv)
-    if roots is None:
-        sys.stderr.write("usage: svtree _watcher --tree DIR [--scripts DIR] [--s6-rc DIR]... "
-                         "(svtree's file watcher, started by svtree run)\n")
-        return exitcodes.USAGE
+def _say(out: int, line: str) -> None:
+    os.write(out, line.encode(errors="replace") + b"\n")
+
+
+def watch(roots: "list[tuple[str, str]]", out: int) -> int:
+    """Watch `roots` ((kind, absolute directory) pairs), saying `ready`, `changed` (and
+    `error WHY` before giving up) on the fd `out`. Returns when the watches end."""
     directories = [d for _, d in roots]
     try:
-        osutil.set_parent_death_signal(signal.SIGTERM)  # the core died: so do we
-    except OSError:
-        pass
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the core closed the pipe: exit
-    try:
+        RustNotify = load_rust_notify()
+        if RustNotify is None:
+            from watchfiles._rust_notify import RustNotify
         # RustNotify sets its watches up in the constructor, so we can say "ready" only
         # once they are in place; the core then reloads once, catching any change made
         # between its boot and this moment.
-        from watchfiles._rust_notify import RustNotify
-
         notify = RustNotify(directories, False, False, 300, True, False)
     except (ImportError, TypeError):
         notify = None
+    except Exception as e:  # no inotify instance or watch left, a directory gone, ...
+        _say(out, f"error {e}")
+        return 1
     if notify is None:  # another watchfiles API: the public generator, ready at once
-        from watchfiles import watch
+        from watchfiles import watch as watch_changes
 
-        os.write(1, b"ready\n")
-        for _ in watch(*directories, watch_filter=lambda change, path: relevant(path, roots),
-                       debounce=DEBOUNCE_MS, step=STEP_MS, rust_timeout=0, raise_interrupt=False):
-            os.write(1, b"changed\n")
-        return exitcodes.OK
-    os.write(1, b"ready\n")
+        _say(out, "ready")
+        for _ in watch_changes(*directories, watch_filter=lambda change, path: relevant(path, roots),
+                               debounce=DEBOUNCE_MS, step=STEP_MS, rust_timeout=0, raise_interrupt=False):
+            _say(out, "changed")
+        return 0
+    _say(out, "ready")
     with notify:
         while True:
             raw = notify.watch(DEBOUNCE_MS, STEP_MS, 0, None)
             if raw in ("signal", "stop"):
-                return exitcodes.OK
+                return 0
             if raw != "timeout" and any(relevant(path, roots) for _, path in raw):
-                os.write(1, b"changed\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+                _say(out, "changed")

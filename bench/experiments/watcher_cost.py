@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""What svtree's file watcher costs, started as today (a second interpreter, exec'd) or
-forked from a parent that already runs, importing watchfiles only in the child.
+"""What svtree's file watcher costs, started as it was before issue 18 (a second
+interpreter, exec'd) or forked from a parent that already runs, importing watchfiles only
+in the child (svtree forks it now: core/reload.py, the "fork core, .so only" case).
 
     python3 bench/experiments/watcher_cost.py [--runs 5]
 
 Cases (each watches one directory of a tmpfs and says `ready` once its watches are set):
-  exec                  `python -m svtree _watcher DIR`, as the core starts it today
+  exec                  a second interpreter that imports svtree's cli and watchfiles'
+                        package and watches (what `svtree _watcher DIR` was)
   fork core, package    forked from a core-sized parent (svtree's core modules, structlog,
                         gc.freeze()), then `from watchfiles._rust_notify import RustNotify`
                         (which runs watchfiles/__init__: watchfiles.main, .run, .filters)
@@ -80,7 +82,9 @@ def cpu_ms(pid: int) -> float:
 def exec_case(d: str) -> "tuple[float, float, int, int]":
     env = dict(os.environ, PYTHONPATH=REPO)
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "svtree", "_watcher", d], stdout=subprocess.PIPE, env=env)
+    code = ("import sys, svtree.cli, watchfiles; from svtree.watcher import watch; "
+            "from watchfiles._rust_notify import RustNotify; watch([('tree', sys.argv[1])], 1)")
+    p = subprocess.Popen([sys.executable, "-c", code, d], stdout=subprocess.PIPE, env=env)
     try:
         p.stdout.readline()
         took = time.monotonic() - t0
@@ -115,7 +119,7 @@ def main() -> None:
     args = ap.parse_args()
     d = tempfile.mkdtemp(prefix="watch-", dir="/dev/shm")
     cases = {
-        "exec (today)": lambda: exec_case(d),
+        "exec (before)": lambda: exec_case(d),
         "fork core, package": lambda: fork_case(d, "core", "package"),
         "fork core, .so only": lambda: fork_case(d, "core", "so"),
         "fork small, .so only": lambda: fork_case(d, "small", "so"),

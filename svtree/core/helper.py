@@ -31,10 +31,13 @@ class Helper:
                  on_overrun: "Callable[[], None] | None" = None,
                  on_exit: "Callable[[int], None] | None" = None) -> None:
         gc.freeze()  # keep the helper's copy-on-write pages shared
+        core = os.getpid()
         pid = osutil.fork_quiet()
         if pid == 0:
             try:
                 osutil.become_helper(name, keep)
+                if os.getppid() != core:  # the core died before the death signal was set
+                    os._exit(1)
                 body()
                 os._exit(0)
             except BaseException:

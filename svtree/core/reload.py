@@ -18,11 +18,13 @@ import signal
 import time
 from typing import Callable
 
-from svtree import osutil, selfexec
+from svtree import osutil
 from svtree.core.compiling import Compilation, Outcome
+from svtree.core.helper import Helper
 from svtree.errors import plural
 from svtree.plan import diff
 
+WATCHER_NAME = b"svtree-watcher"
 QUIET = 0.2  # a burst of edits ends after this long without a change (> the watcher's DEBOUNCE_MS)
 MAX_WAIT = 2.0  # ... or this long after its first change, whatever comes first
 WATCHER_RESTART_DELAY = 1.0
@@ -46,22 +48,28 @@ class Reloader:
         self.watcher_pid: "int | None" = None
         self.watcher_fd: "int | None" = None
         self.watched: "tuple[str, ...]" = ()  # the running watcher's directories
+        self.watcher_error: "str | None" = None  # why it could not watch (it said so)
         self.rewatching = False  # the watcher was stopped to watch other directories
         core.subscribe(on_settled=self._maybe_run_queued)
 
     # --- the watcher process ------------------------------------------------------------
 
     def start_watcher(self) -> None:
+        """Fork the watcher (svtree/watcher.py): a helper child that keeps only the write
+        end of its pipe to us; no deadline, and a new one a while after it died."""
         if not self.watch or self.core.shutting_down:
             return
         roots = self.core.plan.watch_roots()
-        paths = tuple(d for _, d in roots)
-        flags = [arg for kind, d in roots for arg in (f"--{kind}", d)]
         r, w = os.pipe()
-        devnull = os.open(os.devnull, os.O_RDONLY)
+
+        def body() -> None:
+            from svtree.watcher import watch
+
+            os._exit(watch(list(roots), w))
+
         try:
-            pid = osutil.spawn(selfexec.watcher_command(flags),
-                               cwd=None, env=dict(os.environ), fds={0: devnull, 1: w, 2: 2})
+            helper = Helper(self.loop, self.core.watch_child, WATCHER_NAME, [w], body, None,
+                            on_exit=self.on_watcher_exit)
         except OSError as e:
             os.close(r)
             self.log.warning("retry_later", what="start watcher", error=e.strerror)
@@ -69,10 +77,9 @@ class Reloader:
             return
         finally:
             os.close(w)
-            os.close(devnull)
         os.set_blocking(r, False)
-        self.watcher_pid, self.watcher_fd, self.watched = pid, r, paths
-        self.core.watch_child(pid, self.on_watcher_exit)
+        self.watcher_pid, self.watcher_fd = helper.pid, r
+        self.watched, self.watcher_error = tuple(d for _, d in roots), None
         self.loop.add_reader(r, self.on_watcher_output)
 
     def on_watcher_output(self) -> None:
@@ -85,13 +92,16 @@ class Reloader:
             os.close(self.watcher_fd)
             self.watcher_fd = None
             return
-        if b"ready" in data:
-            # Catch what changed before the watches were set. Logged once that reload is
-            # done (its compile runs in a child), so whoever waits for this event knows
-            # every later change is the watcher's.
-            self.request("watch", self._watcher_ready)
-        if b"changed" in data:
-            self.changed()
+        for line in data.decode(errors="replace").splitlines():
+            if line == "ready":
+                # Catch what changed before the watches were set. Logged once that reload
+                # is done (its compile runs in a child), so whoever waits for this event
+                # knows every later change is the watcher's.
+                self.request("watch", self._watcher_ready)
+            elif line == "changed":
+                self.changed()
+            elif line.startswith("error "):
+                self.watcher_error = line[len("error "):]
 
     def _watcher_ready(self, result: dict) -> None:
         if not self.core.shutting_down:
@@ -100,6 +110,8 @@ class Reloader:
     def on_watcher_exit(self, status: int) -> None:
         self.watcher_pid = None
         if self.watcher_fd is not None:
+            self.on_watcher_output()  # what it said last (why it could not watch)
+        if self.watcher_fd is not None:
             self.loop.remove_reader(self.watcher_fd)
             os.close(self.watcher_fd)
             self.watcher_fd = None
@@ -107,7 +119,8 @@ class Reloader:
             self.rewatching = False
             self.start_watcher()  # its "ready" asks for a reload: nothing is missed meanwhile
         elif not self.core.shutting_down:
-            self.log.warning("watcher_died", status=status)
+            self.log.warning("watcher_died", status=status,
+                             **({"error": self.watcher_error} if self.watcher_error else {}))
             self.loop.call_later(WATCHER_RESTART_DELAY, self.start_watcher)
 
     def stop_watcher(self) -> None:

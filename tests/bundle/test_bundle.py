@@ -111,9 +111,14 @@ def test_reload_through_the_watcher(rootfs, tree, run_bundle):
     sv.wait_socket()
     wait_for(lambda: "watcher_ready" in sv.stderr(), 30, what="the watcher")
     pid_a = sv.status()["a"]["pid"]
-    # The watcher is the same executable with the hidden subcommand, not a Python.
-    cmdlines = sv.inside("sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done").stdout
-    assert f"{EXE} _watcher --tree {tree.dir}" in [line.strip() for line in cmdlines.splitlines()], cmdlines
+    # The watcher is a fork of the bundle's executable (no Python, no exec) that loaded
+    # watchfiles' compiled module and nothing of the package around it.
+    comms = sv.inside("sh", "-c", "for p in /proc/[0-9]*; do echo ${p#/proc/} $(cat $p/comm); done").stdout
+    watchers = [line.split()[0] for line in comms.splitlines() if line.split()[1:] == ["svtree-watcher"]]
+    assert len(watchers) == 1, comms
+    assert sv.inside("readlink", f"/proc/{watchers[0]}/exe").stdout.strip() == EXE
+    maps = sv.inside("cat", f"/proc/{watchers[0]}/maps").stdout
+    assert "/watchfiles/_rust_notify." in maps, maps
     # A new service appears in one rename (the compiler skips dot-names while it is written).
     staging = rootfs.host(f"{tree.dir}/.c")
     os.mkdir(staging)

@@ -242,3 +242,45 @@ def test_a_fifo_named_like_a_settings_file_is_refused_and_nothing_stops(three, r
     assert len(ev["errors"]) == 2
     assert pids(sv) == before
     assert sv.stop() == 0
+
+
+def test_the_forked_watcher_dies_with_a_core_that_is_not_pid1(tree):
+    """svtree as a child subreaper (not PID 1: its death does not end a namespace): the
+    watcher, a fork of the core named svtree-watcher, is killed by the kernel when the
+    core is SIGKILLed. Everything left is killed by pid."""
+    import subprocess
+    import sys
+
+    from harness import REPO, children, descendants, proc_status
+
+    sock = os.path.join(tree.root, "sock")
+    with open(os.path.join(tree.root, "err"), "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "svtree", "run", "--dir", tree.dir, "--socket", sock],
+                                stdout=subprocess.DEVNULL, stderr=err,
+                                env=dict(os.environ, PYTHONPATH=REPO), start_new_session=True)
+    left: "list[int]" = []
+    try:
+        wait_for(lambda: b"watcher_ready" in open(os.path.join(tree.root, "err"), "rb").read(), 30,
+                 what="the watcher")
+        watchers = [p for p in children(proc.pid) if proc_status(p).get("Name") == "svtree-watcher"]
+        assert len(watchers) == 1, [(p, proc_status(p).get("Name")) for p in children(proc.pid)]
+        left = descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+        def gone(pid: int) -> bool:
+            try:
+                return proc_status(pid).get("State", "Z").startswith("Z")  # a zombie
+            except OSError:
+                return True  # reaped
+
+        wait_for(lambda: gone(watchers[0]), 10, what="the watcher to die with the core")
+    finally:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

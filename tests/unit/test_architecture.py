@@ -3,6 +3,7 @@ counting what the ctl path really loads."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -22,15 +23,40 @@ from source_scan import PACKAGE, circles, import_graph, imports_of, python_files
     ("messages.py", ["svtree.core", "svtree.monitor", "svtree.compiler", "os", "socket", "structlog"]),
     ("core/core.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
     ("core/loop.py", ["svtree.compiler", "watchfiles", "svtree.watcher"]),
+    ("watcher.py", ["svtree.core", "svtree.compiler", "svtree.monitor", "structlog"]),
 ])
 def test_imports_go_one_way(module, forbidden):
     assert starts(imports_of(module), forbidden) == []
 
 
+def _imports_with_their_functions(path: str):
+    """(module imported, names of the functions around the import, outermost first)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+
+    def walk(node, around):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    yield alias.name, around
+            elif isinstance(child, ast.ImportFrom) and child.module:
+                yield child.module, around
+            inner = around + [child.name] if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else around
+            yield from walk(child, inner)
+
+    yield from walk(tree, [])
+
+
 def test_the_core_never_imports_watchfiles():
+    """PID 1 stays single-threaded and small: watchfiles (a Rust thread) is loaded only in
+    the forked watcher, by svtree.watcher, which only the body core/reload.py hands the
+    watcher's helper child imports."""
     for path in python_files(os.path.join(PACKAGE, "core")):
         rel = os.path.relpath(path, PACKAGE)
-        assert starts(imports_of(rel), ["watchfiles", "svtree.watcher"]) == [], rel
+        assert starts(imports_of(rel), ["watchfiles"]) == [], rel
+        for module, around in _imports_with_their_functions(path):
+            if starts([module], ["svtree.watcher"]):
+                assert (rel, around) == ("core/reload.py", ["start_watcher", "body"]), (rel, around)
 
 
 def test_the_import_graph_of_the_package_has_no_circle():

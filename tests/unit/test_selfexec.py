@@ -1,8 +1,9 @@
-"""How svtree runs its own watcher, and the environment its children get in the bundle.
+"""The environment svtree's children get in the bundle, and the file watcher, which the
+core forks (the same executable, installed or bundled) and which loads only watchfiles'
+compiled module.
 
 The frozen side (the bundle's executable, its bootloader's variables) is run for real by
-tests/bundle; here: the pure environment rule, the argv from a pip install, and that the
-hidden subcommand is dispatched before anything heavy is imported.
+tests/bundle; here: the pure environment rule, and the watcher's code run by itself.
 """
 
 from __future__ import annotations
@@ -35,27 +36,11 @@ def test_an_empty_saved_loader_path_stays_empty():
     assert selfexec.original_environ(env) == {"LD_LIBRARY_PATH": ""}
 
 
-def test_a_pip_install_runs_the_watcher_with_this_python():
-    assert not selfexec.frozen()
-    assert selfexec.watcher_command(["/a", "/b"]) == [sys.executable, "-m", "svtree", "_watcher", "/a", "/b"]
-
-
 def test_outside_the_bundle_the_environment_is_left_alone(monkeypatch):
     monkeypatch.setenv("LD_LIBRARY_PATH", "/mine")
     monkeypatch.setenv("_PYI_SOMETHING", "of another program")
     selfexec.restore_environ()
     assert os.environ["LD_LIBRARY_PATH"] == "/mine" and os.environ["_PYI_SOMETHING"] == "of another program"
-
-
-def test_the_watcher_subcommand_is_dispatched_before_heavy_imports():
-    code = ("import sys; from svtree.cli import main; rc = main(['_watcher']); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('structlog', 'argparse', 'tomllib')"
-            " or m.startswith(('svtree.core', 'svtree.compiler', 'svtree.monitor', 'svtree.ctl'))]; "
-            "print(rc, sorted(bad))")
-    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO), timeout=30)
-    assert r.stdout.strip() == "2 []", (r.stdout, r.stderr)
-    assert "usage: svtree _watcher --tree DIR" in r.stderr
 
 
 def test_the_ctl_path_does_not_load_selfexec():
@@ -66,11 +51,21 @@ def test_the_ctl_path_does_not_load_selfexec():
     assert r.stdout.strip() == "False", (r.stdout, r.stderr)
 
 
+def test_the_watcher_loads_watchfiles_compiled_module_alone():
+    """Not the package's __init__ (its Python API: 40 ms and 3 MB of imports)."""
+    code = ("import sys; from svtree.watcher import load_rust_notify; R = load_rust_notify(); "
+            "print(R.__name__, sorted(m for m in sys.modules if m.startswith('watchfiles')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=REPO), timeout=30)
+    assert r.stdout.strip() == "RustNotify []", (r.stdout, r.stderr)  # no module of the package
+
+
 @pytest.mark.timeout(30)
-def test_the_watcher_command_runs_the_watcher(tmp_path):
-    """The argv the core spawns, spawned: it sets its watches, says `ready`, then reports a
-    change. Killed by pid."""
-    proc = subprocess.Popen(selfexec.watcher_command(["--tree", str(tmp_path)]), stdout=subprocess.PIPE,
+def test_the_watcher_says_ready_then_changed(tmp_path):
+    """What the core's forked watcher runs, run by itself: it sets its watches, says
+    `ready` on its fd, then reports a change. Killed by pid."""
+    code = "import sys; from svtree.watcher import watch; watch([('tree', sys.argv[1])], 1)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=REPO))
     try:
         assert proc.stdout.readline() == b"ready\n"
@@ -78,4 +73,13 @@ def test_the_watcher_command_runs_the_watcher(tmp_path):
         assert proc.stdout.readline() == b"changed\n"
     finally:
         proc.kill()
-        proc.wait(10)
+        proc.wait()
+
+
+@pytest.mark.timeout(30)
+def test_a_watcher_that_cannot_watch_says_why(tmp_path):
+    code = "import sys; from svtree.watcher import watch; sys.exit(watch([('tree', sys.argv[1])], 1))"
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing")], capture_output=True,
+                       text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=30)
+    assert r.returncode == 1
+    assert r.stdout.startswith("error ") and r.stdout.endswith("\n"), r.stdout
