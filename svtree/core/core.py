@@ -95,6 +95,11 @@ class Core:
         if on_settled is not None:
             self._on_settled.append(on_settled)
 
+    @property
+    def booted(self) -> bool:
+        """Every service not marked down has been ready or done once (tree_up was said)."""
+        return self.start_order.booted
+
     def watch_child(self, pid: int, on_exit: "Callable[[int], None]") -> None:
         """A child the core must reap (the watcher, a compile, a helper): `on_exit(wait
         status)` once it has been reaped."""

@@ -198,7 +198,7 @@ def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", 
     if settings.container_environment is not None:
         _write_container_environment(log, settings.container_environment)
     core.boot()
-    reloader.start_watcher()
+    reloader.start_watcher_after_boot()
     core.reap()  # a child may have exited before the handler was installed
     if hup:
         reloader.request("SIGHUP")  # during the first compile: it may have missed a change

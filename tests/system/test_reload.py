@@ -284,3 +284,18 @@ def test_the_forked_watcher_dies_with_a_core_that_is_not_pid1(tree):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_watcher_starts_after_the_boot_and_does_not_wait_for_a_service_never_ready(tree, run_svtree):
+    """The watcher is forked once the tree is up (its setup and first reload would take
+    CPU from the services starting), but a tree that never comes up is watched too, about
+    a second after boot began; an edit made before the watcher started is not missed."""
+    tree.service("never", tree.sh(RUN), toml='ready_command = "false"\nready_interval = 0.2\n')
+    tree.service("a", tree.sh(RUN))
+    sv = run_svtree(args=["--log-format", "json"], watch=True)
+    tree.service("b", tree.sh(RUN))  # before the watcher exists, most likely
+    sv.wait_watcher(timeout=10)
+    assert not reload_events(sv, "tree_up")  # never is never ready: no boot end to wait for
+    wait_for(lambda: "b" in sv.status(), 10, what="b, added before the watcher was ready")
+    assert sv.stop() == 0
+

@@ -124,6 +124,7 @@ def test_a_cont_finish_d_created_later_is_watched_from_the_next_reload(tree, run
     os.rename(f"{root}/etc/cont-finish.d", f"{tree.root}/later")
     sv = run_svtree(args=["--log-format", "json"], watch=True, source=["--s6-overlay", root])
     sv.wait_state("ready", "web", "worker")
+    sv.wait_watcher()  # (its first reload, which catches up with edits made before it, is done)
     os.rename(f"{tree.root}/later", f"{root}/etc/cont-finish.d")  # outside what is watched
     r = sv.ctl("reload")
     assert r.returncode == 0, r.stderr
