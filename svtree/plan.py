@@ -74,6 +74,8 @@ class GlobalSettings:
     log_format: str = "console"  # "console" | "json"
     output: str = "prefix"  # "prefix" | "raw"
     reload_timeout: float = 30.0  # seconds a reload's compile may take
+    http: "str | None" = None  # "ADDR:PORT" of the HTTP endpoint (svtree/address.py); None: off
+    log_buffer: int = 1000  # lines of output kept per service for `ctl logs`
     # Set from s6-overlay's S6_* variables (svtree.compiler.s6env), not svtree.toml keys.
     # boot_timeout: seconds the boot may take (every service wanted up ready, every oneshot
     # done) before boot_failure applies; None: no limit.

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from svtree import address
 from svtree.compiler.files import DefinitionFiles, read_whole
 from svtree.definition import is_ignored
 from svtree.errors import Problem
@@ -33,6 +34,10 @@ except ModuleNotFoundError:  # Python < 3.11
 # `timeout-finish` file ("no limit") becomes. About 23 days: a longer wait could not be
 # handed to every selector (epoll takes at most 2**31-1 ms), and nobody means it.
 MAX_SECONDS = 2_000_000.0
+
+# log_buffer: lines kept per service. The cap only rejects nonsense early: a line may take
+# up to 64 KiB, and svtree keeps at most 1 KiB per line on average (see core/logbuffer.py).
+MAX_LOG_BUFFER = 1_000_000
 
 # notification_fd must be above stdio; the cap only rejects nonsense early (dup2 takes an int).
 MIN_NOTIFICATION_FD = 3
@@ -176,6 +181,25 @@ def oom_score_adj(value: Any) -> int:
     if not -1000 <= value <= 1000:
         raise Invalid(f"must be from -1000 to 1000, not {value}",
                       "1000: killed first when memory runs out; -1000: never")
+    return value
+
+
+def http_address(value: Any) -> str:
+    """"ADDR:PORT", numeric (svtree/address.py); stored as written back by address.show."""
+    if not isinstance(value, str):
+        raise Invalid(f'must be "ADDR:PORT" like "0.0.0.0:9100", not {describe(value)}')
+    try:
+        host, port = address.parse(value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+    return address.show(host, port)
+
+
+def log_lines(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise Invalid(f"must be a number of lines like 1000, not {describe(value)}")
+    if not 0 <= value <= MAX_LOG_BUFFER:
+        raise Invalid(f"must be from 0 to {MAX_LOG_BUFFER}, not {value}", "0 keeps no lines")
     return value
 
 
@@ -366,6 +390,13 @@ GLOBAL_SETTINGS: "tuple[Setting, ...]" = (
     Setting("reload_timeout", "seconds", 30.0, seconds(positive=True),
             "the longest a reload may spend compiling the tree (a hung filesystem, a slow user "
             "lookup); a slower reload is rejected and changes nothing", field="reload_timeout"),
+    Setting("http", "\"ADDR:PORT\"", None, http_address,
+            "serve /livez, /readyz, /status and /metrics over HTTP there (e.g. \"0.0.0.0:9100\"; "
+            "port 0: any free port); `svtree run --http` overrides it", field="http",
+            default_doc="off"),
+    Setting("log_buffer", "integer", 1000, log_lines,
+            "lines of each service's output svtree keeps for `svtree ctl logs` (0: none; at most "
+            "1 KiB a line on average)", field="log_buffer"),
 )
 
 SERVICE_KEYS: "dict[str, Setting]" = {s.name: s for s in SERVICE_SETTINGS}

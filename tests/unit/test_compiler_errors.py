@@ -347,11 +347,30 @@ def test_no_spurious_cross_check_when_a_key_is_already_wrong(scratch):
     ("output", '"lines"', 'must be one of "prefix", "raw", not "lines"'),
     ("kill_grace", "-1", "must not be negative, not -1"),
     ("main_stop_timeout", '"10"', 'must be a number of seconds, not string "10"'),
+    ("http", "9100", 'must be "ADDR:PORT" like "0.0.0.0:9100", not integer 9100'),
+    ("http", '"9100"', "must be \"ADDR:PORT\" like \"0.0.0.0:9100\" or \":9100\", not '9100'"),
+    ("http", '"0.0.0.0:99999"', "the port must be a number from 0 to 65535, not '99999'"),
+    ("http", '"example.com:80"', "'example.com' is not a numeric address (give one like 127.0.0.1, "
+                                  "0.0.0.0 or [::]: a host name would need a DNS lookup)"),
+    ("http", '"::1:80"', "an IPv6 address goes in brackets: [::1]:80"),
+    ("http", '"[1.2.3.4]:80"', "'1.2.3.4' is not an IPv6 address"),
+    ("log_buffer", "-1", "must be from 0 to 1000000, not -1"),
+    ("log_buffer", "1.5", "must be a number of lines like 1000, not float 1.5"),
+    ("log_buffer", "true", "must be a number of lines like 1000, not boolean true"),
 ])
 def test_bad_global_values(scratch, key, value, message):
     tree = make_tree(scratch, {"a": {}}, global_toml=f"{key} = {value}\n")
     problem = only_problem(tree)
     assert (problem.path, problem.key, problem.message) == (os.path.join(tree, "svtree.toml"), key, message)
+
+
+@pytest.mark.parametrize("value,stored", [
+    ('"127.0.0.1:9100"', "127.0.0.1:9100"), ('":9100"', "0.0.0.0:9100"),
+    ('"localhost:0"', "127.0.0.1:0"), ('"[::]:8080"', "[::]:8080"), ('"[::1]:80"', "[::1]:80"),
+])
+def test_http_addresses_are_stored_in_one_form(scratch, value, stored):
+    plan = compile_tree(make_tree(scratch, {"a": {}}, global_toml=f"http = {value}\nlog_buffer = 0\n"))
+    assert (plan.settings.http, plan.settings.log_buffer) == (stored, 0)
 
 
 # --- combinations that make no sense ------------------------------------------------------

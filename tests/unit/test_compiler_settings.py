@@ -47,7 +47,7 @@ BASE_SERVICE_KEYS = ["type", "depends_on", "restart", "restart_delay", "restart_
 EXTENSION_KEYS = {"oom_score_adj": "user"}  # key -> the key it comes before
 BASE_GLOBAL = {"kill_grace": 3.0, "main_stop_timeout": 10.0, "log_format": "console", "output": "prefix"}
 # svtree.toml keys beyond the base ones, each documented in the README.
-EXTENSION_GLOBAL = {"reload_timeout": 30.0}
+EXTENSION_GLOBAL = {"reload_timeout": 30.0, "http": None, "log_buffer": 1000}
 
 
 def one_service(scratch, files: dict, name: str = "web") -> ServiceSpec:
