@@ -48,6 +48,8 @@ EVENTS = {
     "control_socket_dir_shared": "the control socket's directory is not svtree's alone: its mode was left as it is",
     "control_unavailable": "the control socket cannot be opened (socket, error); the tree runs without it",
     "leftover_scan_slow": "finding what a dead monitor's service left behind took too long (deadline)",
+    "http_listening": "the HTTP endpoint listens (address)",
+    "http_unavailable": "the HTTP endpoint could not listen (address, error); svtree runs without it",
     "internal_error": "a bug in svtree, caught; supervision goes on",
     "retry_later": "a resource error (EAGAIN, EMFILE): retried after a delay",
     "log_dropped": "stderr was stalled: this many of svtree's own log lines were dropped (lines)",
