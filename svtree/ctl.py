@@ -25,8 +25,12 @@ usage: svtree ctl [--socket PATH] [--json] VERB ...
   wait --up|--ready|--down [--timeout S] NAME...
   check                                exit 0 when every wanted service is up and ready
   shutdown [--wait]                    begin the ordered shutdown
+  logs [NAME...] [-n N] [-f]           the last lines each service printed (-n: at most N
+                                       of each; -f: then follow them until Ctrl-C)
 """
 
+STATUS_KEYS = ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready", "cpu_seconds",
+               "memory_bytes")  # of `status --json`
 CONNECT_TIMEOUT = 5.0  # seconds to get into svtree's listen queue and send the request
 
 
@@ -53,6 +57,14 @@ def parse(argv: "list[str]") -> dict:
         raise Usage(f"{verb} needs at least one NAME")
     if verb in wire.NO_NAMES and rest:
         raise Usage(f"{verb} takes no NAME")
+    if (opts["lines"] is not None or opts["follow"]) and verb != "logs":
+        raise Usage(f"-n and -f are options of logs, not of {verb}")
+    if verb == "logs":
+        if opts["lines"] is not None:
+            if not opts["lines"].isdigit():
+                raise Usage(f'-n takes a number of lines, not "{opts["lines"]}"')
+            req["lines"] = int(opts["lines"])
+        req["follow"] = opts["follow"]
     if verb == "wait":
         if not opts["mode"]:
             raise Usage("wait needs --up, --ready or --down")
@@ -67,18 +79,25 @@ def parse(argv: "list[str]") -> dict:
 
 def _options(argv: "list[str]") -> "tuple[dict, list[str]]":
     """ctl's options (before or after the verb) and the other words, in order."""
-    opts = {"socket": None, "json": False, "wait": False, "timeout": None, "mode": None}
+    opts = {"socket": None, "json": False, "wait": False, "timeout": None, "mode": None,
+            "lines": None, "follow": False}
     pos: "list[str]" = []
     it = iter(argv)
     for arg in it:
         if arg in ("-h", "--help"):
             raise Usage("")
-        if arg == "--socket" or arg == "--timeout":
+        if arg in ("--socket", "--timeout", "-n", "--lines"):
             try:
                 value = next(it)
             except StopIteration:
                 raise Usage(f"{arg} needs a value") from None
-            opts[arg[2:]] = value
+            opts["lines" if arg in ("-n", "--lines") else arg[2:]] = value
+        elif arg.startswith("--lines="):
+            opts["lines"] = arg.split("=", 1)[1]
+        elif arg.startswith("-n") and arg[2:].isdigit():
+            opts["lines"] = arg[2:]
+        elif arg in ("-f", "--follow"):
+            opts["follow"] = True
         elif arg.startswith("--socket="):
             opts["socket"] = arg.split("=", 1)[1]
         elif arg.startswith("--timeout="):
@@ -133,8 +152,10 @@ def _connect(s, path: str) -> None:
         pause = min(pause * 2, 0.1)
 
 
-def request(path: str, req: dict, timeout: "float | None") -> dict:
-    """Send one request, read one reply. Raises OSError when svtree cannot be reached."""
+def replies(path: str, req: dict, timeout: "float | None"):
+    """Send one request; yield each JSON line svtree answers until it hangs up (most
+    verbs answer one line, `logs` a stream). Raises OSError when svtree cannot be
+    reached, ValueError on a line that is not JSON."""
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.settimeout(CONNECT_TIMEOUT)
@@ -147,19 +168,28 @@ def request(path: str, req: dict, timeout: "float | None") -> dict:
             pass
         s.settimeout(timeout)
         buf = b""
-        while b"\n" not in buf:
+        while True:
             try:
                 data = s.recv(65536)
             except ConnectionResetError:
-                break  # it hung up on a request it did not read; whatever it said is in buf
+                data = b""  # it hung up on a request it did not read; what it said is in buf
             if not data:
                 break
-            buf += data
+            lines = (buf + data).split(b"\n")
+            buf = lines.pop()
+            for line in lines:
+                yield wire.decode(line)
+        if buf.strip():
+            yield wire.decode(buf)
     finally:
         s.close()
-    if not buf.strip():
-        raise ConnectionError("svtree closed the connection without answering")
-    return wire.decode(buf.split(b"\n", 1)[0])
+
+
+def request(path: str, req: dict, timeout: "float | None") -> dict:
+    """Send one request, read one reply. Raises OSError when svtree cannot be reached."""
+    for reply in replies(path, req, timeout):
+        return reply
+    raise ConnectionError("svtree closed the connection without answering")
 
 
 def _duration(seconds: "float | None") -> str:
@@ -173,6 +203,23 @@ def _duration(seconds: "float | None") -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _cpu(seconds) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f}s" if seconds < 60 else _duration(seconds)
+
+
+def _bytes(n) -> str:
+    """Memory as `top` shows it: binary units, three digits."""
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            break
+        n /= 1024
+    return f"{n}B" if unit == "B" else f"{n:.0f}{unit}" if n >= 100 else f"{n:.3g}{unit}"
 
 
 def _last_exit(value) -> str:
@@ -210,10 +257,11 @@ def use_colour(stream) -> bool:
 def format_status(rows: "list[dict]", colour: bool = False) -> str:
     """The status table, columns aligned; with `colour`, the header bold and each state
     coloured (ANSI), padded by its visible width so the columns still line up."""
-    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM")
     table = [header] + [
         (r["name"], r["state"], str(r["pid"] or "-"), _duration(r["uptime"]), str(r["restarts"]),
-         _last_exit(r["last_exit"]), "yes" if r["ready"] else "no")
+         _last_exit(r["last_exit"]), "yes" if r["ready"] else "no", _cpu(r.get("cpu_seconds")),
+         _bytes(r.get("memory_bytes")))
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -228,6 +276,72 @@ def format_status(rows: "list[dict]", colour: bool = False) -> str:
             cells[1] = _paint(state, STATE_COLOURS.get(state)) + cells[1][len(state):]
         lines.append("  ".join(cells) + "\n")
     return "".join(lines)
+
+
+def _iso(when) -> str:
+    """Unix seconds as RFC 3339 in UTC, with microseconds (as svtree's JSON log)."""
+    if not isinstance(when, (int, float)):
+        return ""
+    whole = int(when)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + ".%06dZ" % int((when - whole) * 1e6)
+
+
+def _text(line: str) -> str:
+    """A line for JSON output: bytes that were not UTF-8 as \\xNN escapes."""
+    try:
+        line.encode()
+        return line
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def print_logs(messages, as_json: bool, prefix: bool, flush_each: bool) -> int:
+    """Print the stream of a `logs` answer (after its {"ok": true}): each service's
+    stdout lines on stdout, its stderr lines on stderr, as the bytes it wrote, with
+    `NAME | ` before each when several services may show; --json: one object a line."""
+    out, errout = sys.stdout.buffer, sys.stderr.buffer
+    last = out
+    try:
+        for msg in messages:
+            if msg.get("end"):
+                return exitcodes.OK
+            name = msg.get("service", "?")
+            if "dropped" in msg:
+                text = f"--- {msg['dropped']} lines of {name} dropped: ctl logs fell behind ---"
+                obj = {"service": name, "stream": "svtree", "dropped": msg["dropped"], "line": text}
+                data, target = (wire.encode_line(obj) if as_json else text.encode() + b"\n"), out
+            elif as_json:
+                stamp, stream = _iso(msg.get("time")), msg.get("stream")
+                data, target = b"".join(
+                    wire.encode_line({"service": name, "stream": stream, "time": stamp, "line": _text(line)})
+                    for line in msg.get("lines") or ()), out
+            else:
+                stream = msg.get("stream")
+                head = f"{name} | " if prefix and stream != "svtree" else ""
+                text = "".join(f"{head}{line}\n" for line in msg.get("lines") or ())
+                data = text.encode("utf-8", "surrogateescape")
+                target = errout if stream == "stderr" else out
+            if target is not last:  # keep stdout and stderr lines in order on a terminal
+                last.flush()
+                last = target
+            target.write(data)
+            if flush_each:
+                target.flush()
+        sys.stderr.write("svtree ctl: logs: svtree closed the connection\n")
+        return exitcodes.FAILURE
+    except KeyboardInterrupt:  # Ctrl-C ends `logs -f`: the way out, not an error
+        return exitcodes.OK
+    except BrokenPipeError:  # `ctl logs | head`: the reader has what it wanted
+        return exitcodes.OK
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"svtree ctl: logs: {getattr(e, 'strerror', None) or e}\n")
+        return exitcodes.FAILURE
+    finally:
+        for stream in (out, errout):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
 
 
 def main(argv: "list[str]") -> int:
@@ -248,8 +362,13 @@ def main(argv: "list[str]") -> int:
         wait_timeout = req["timeout"] + 5.0
     elif not (req.get("wait") or req["verb"] == "wait"):
         wait_timeout = 30.0
+    if req["verb"] == "logs" and req["follow"]:
+        wait_timeout = None
+    messages = replies(path, req, wait_timeout)
     try:
-        reply = request(path, req, wait_timeout)
+        reply = next(messages, None)
+        if reply is None:
+            raise ConnectionError("svtree closed the connection without answering")
     except (FileNotFoundError, ConnectionRefusedError) as e:
         err(f"svtree ctl: svtree is not running (cannot connect to {path}: {e.strerror})\n")
         return exitcodes.FAILURE
@@ -260,10 +379,11 @@ def main(argv: "list[str]") -> int:
         err(f"svtree ctl: no answer from svtree at {path}: {getattr(e, 'strerror', None) or e}\n")
         return exitcodes.FAILURE
     verb = req["verb"]
+    if verb == "logs" and reply.get("ok"):
+        return print_logs(messages, opts["json"], prefix=len(req["names"]) != 1, flush_each=req["follow"])
     if opts["json"]:
         if verb == "status" and reply.get("ok"):
-            out = [{k: r[k] for k in ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready")}
-                   for r in reply["services"]]
+            out = [{k: r.get(k) for k in STATUS_KEYS} for r in reply["services"]]
         else:
             out = reply
         import json

@@ -15,7 +15,7 @@ MAX_REQUEST = 64 * 1024
 MAX_DATAGRAM = 16 * 1024
 
 # ctl -> core: the verbs, and what ctl and the core both check of a request
-VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown")
+VERBS = ("status", "start", "stop", "restart", "signal", "reload", "wait", "check", "shutdown", "logs")
 NEEDS_NAMES = ("start", "stop", "restart", "signal", "wait")  # at least one NAME
 NO_NAMES = ("reload", "check", "shutdown")  # no NAME at all
 WAIT_MODES = ("up", "ready", "down")  # `ctl wait --up|--ready|--down`

@@ -15,14 +15,14 @@ from svtree.ctl import format_status, use_colour
 ANSI = re.compile(r"\033\[[0-9;]*m")
 
 
-def row(name, state, pid=None, uptime=None, restarts=0, last_exit=None, ready=False):
+def row(name, state, pid=None, uptime=None, restarts=0, last_exit=None, ready=False, cpu=None, mem=None):
     return {"name": name, "state": state, "pid": pid, "uptime": uptime, "restarts": restarts,
-            "last_exit": last_exit, "ready": ready}
+            "last_exit": last_exit, "ready": ready, "cpu_seconds": cpu, "memory_bytes": mem}
 
 
 ROWS = [
-    row("setup", "done", last_exit=0),
-    row("web", "ready", pid=12, uptime=83.2, ready=True),
+    row("setup", "done", last_exit=0, cpu=0.01, mem=0),
+    row("web", "ready", pid=12, uptime=83.2, ready=True, cpu=754.3, mem=163_577_856),
     row("db-migrations", "starting", pid=13, uptime=0.4),
     row("worker", "backoff", restarts=4, last_exit=-9),
     row("cron", "failed", restarts=1, last_exit=3),
@@ -35,10 +35,12 @@ def test_plain_table_is_aligned_without_escapes():
     text = format_status(ROWS)
     assert "\033" not in text
     lines = text.splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY"]
+    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM"]
     state_column = lines[0].index("STATE")
     assert all(line[state_column - 2:state_column] == "  " for line in lines)
-    assert lines[4].split() == ["worker", "backoff", "-", "-", "4", "SIGKILL", "no"]
+    assert lines[4].split() == ["worker", "backoff", "-", "-", "4", "SIGKILL", "no", "-", "-"]
+    assert lines[1].split()[-2:] == ["0.01s", "0B"]
+    assert lines[2].split()[-2:] == ["12m34s", "156MiB"]
     assert all(line == line.rstrip() for line in lines)
 
 
