@@ -13,7 +13,8 @@ from svtree import exitcodes
 
 USAGE = """\
 usage: svtree [run] [--dir DIR | --plan FILE | --s6-overlay ROOT] [--socket PATH] [--no-watch]
-                    [--log-format console|json] [--output prefix|raw] [-- CMD [ARG...]]
+                    [--log-format console|json] [--output prefix|raw] [--http ADDR:PORT]
+                    [-- CMD [ARG...]]
        svtree compile [DIR | --s6-overlay ROOT] [-o FILE] [--json] [--grace SECONDS]
        svtree ctl [--socket PATH] [--json] VERB ...
        svtree import supervisord FILE [-o DIR] [--force] [--dry-run] [--cwd DIR]
@@ -33,13 +34,16 @@ commands:
              -o FILE writes it for `run --plan`; --grace SECONDS warns when the worst
              case exceeds SECONDS (Kubernetes' default grace is 30)
   ctl        talk to the running svtree: status start stop restart signal reload
-             wait check shutdown (`svtree ctl --help`)
+             wait check shutdown logs (`svtree ctl --help`)
   import     write a tree from a supervisord config (its [include]s too) or a
              Procfile (and .env), then print what did not carry over. -o DIR
              (default ./services.d) must be empty or missing unless --force
              (same-named services replaced, nothing else touched); --dry-run
              prints the files instead; --cwd DIR is where commands run that name
              no directory; --env and --port as honcho's and foreman's
+
+--http ADDR:PORT serves GET /livez, /readyz, /status and /metrics (Prometheus) there,
+e.g. --http 0.0.0.0:9100 (or `http = "ADDR:PORT"` in svtree.toml).
 
 DIR is --dir, else $SVTREE_DIR, else ./services.d if it exists, else /etc/services.d.
 --s6-overlay ROOT runs s6-overlay's layouts: v3's s6-rc services of
@@ -80,9 +84,17 @@ def _parse_run(argv: "list[str]"):
     p.add_argument("--log-format", choices=("console", "json"))
     p.add_argument("--output", choices=("prefix", "raw"))
     p.add_argument("--s6-overlay", dest="s6_overlay", metavar="ROOT")
+    p.add_argument("--http", metavar="ADDR:PORT")
     args, rest = p.parse_known_args(argv)
     if rest:
         raise ValueError(f"unexpected argument(s): {' '.join(rest)} (a main command goes after --)")
+    if args.http is not None:
+        from svtree import address
+
+        try:
+            args.http = address.show(*address.parse(args.http))
+        except ValueError as e:
+            raise ValueError(f"--http: {e}") from None
     given = [flag for flag, value in (("--dir", args.dir), ("--plan", args.plan),
                                       ("--s6-overlay", args.s6_overlay)) if value]
     if len(given) > 1:
