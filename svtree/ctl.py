@@ -29,8 +29,6 @@ usage: svtree ctl [--socket PATH] [--json] VERB ...
                                        of each; -f: then follow them until Ctrl-C)
 """
 
-STATUS_KEYS = ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready", "cpu_seconds",
-               "memory_bytes")  # of `status --json`
 CONNECT_TIMEOUT = 5.0  # seconds to get into svtree's listen queue and send the request
 
 
@@ -383,7 +381,7 @@ def main(argv: "list[str]") -> int:
         return print_logs(messages, opts["json"], prefix=len(req["names"]) != 1, flush_each=req["follow"])
     if opts["json"]:
         if verb == "status" and reply.get("ok"):
-            out = [{k: r.get(k) for k in STATUS_KEYS} for r in reply["services"]]
+            out = [{k: r.get(k) for k in wire.STATUS_KEYS} for r in reply["services"]]
         else:
             out = reply
         import json

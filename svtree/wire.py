@@ -88,3 +88,8 @@ def decode(data: "bytes | str") -> dict:
 
 def encode_line(obj: dict) -> bytes:
     return encode(obj) + b"\n"
+
+
+# The keys of each row of `ctl status --json` (and of GET /status).
+STATUS_KEYS = ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready", "cpu_seconds",
+               "memory_bytes")

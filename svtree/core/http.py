@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from http import HTTPStatus
 from typing import Callable, Protocol
 
 import h11
@@ -67,7 +68,7 @@ def _response(status: int, content_type: str, body: bytes, head: bool, conn: h11
               extra: "tuple[tuple[str, str], ...]" = ()) -> bytes:
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
                ("Cache-Control", "no-store"), *extra]
-    out = conn.send(h11.Response(status_code=status, headers=headers))
+    out = conn.send(h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase))
     if not head and body:
         out += conn.send(h11.Data(data=body))
     return out + conn.send(h11.EndOfMessage())

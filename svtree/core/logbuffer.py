@@ -54,6 +54,7 @@ class LogBuffer:
         self.head = 0  # absolute offset of buf[0]: bytes ever dropped
         self.first = 0  # the number of the oldest line held
         self.lines = 0  # lines held
+        self.runs = 0  # times the service's process started (see LogBook.run_started)
         self.resize(max_lines)
 
     def resize(self, max_lines: int) -> None:
@@ -212,6 +213,16 @@ class LogBook:
     def add_line(self, name: str, stream: int, line: bytes, when: float) -> None:
         self.buffer(name).add_line(stream, line, when)
         self._tell(name)
+
+    def run_started(self, name: str, ended: "str | None", when: float) -> None:
+        """The service's process started. From its second start on, a marker line goes
+        between the runs: `--- web restarted (exit 1) ---`, `ended` saying how the
+        previous one ended (None: unknown)."""
+        buf = self.buffer(name)
+        if buf.runs:
+            how = f" ({ended})" if ended else ""
+            self.add_line(name, MARKER, f"--- {name} restarted{how} ---".encode(), when)
+        buf.runs += 1
 
     def _tell(self, name: str) -> None:
         for watcher in list(self.watchers):

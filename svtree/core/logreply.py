@@ -34,7 +34,7 @@ from svtree.core.logbuffer import STREAM_NAMES, Cursor, LogBook
 CHUNK = 64 * 1024  # bytes encoded per fill
 FILLS_PER_TURN = 4  # chunks sent per turn of the loop, at most (then the loop goes on)
 STALL = 5.0  # seconds a client without -f may go without reading anything
-MAX_FOLLOWERS = 32  # `ctl logs -f` clients at once
+MAX_CLIENTS = 32  # `ctl logs` answers at once
 
 
 def encode_record(name: str, record: "tuple[float, int, bytes, int]") -> bytes:
@@ -158,12 +158,12 @@ class LogsReply:
         return b"".join(parts)
 
     def end(self, reason: str) -> None:
-        """svtree exits: what is queued, then the end line, as far as the socket takes
-        them now (the loop is over); then close."""
+        """svtree exits: what is queued, the lines not sent yet (a chunk at most), then
+        the end line, as far as the socket takes them now (the loop is over); close."""
         if self.closed:
             return
         try:
-            data = bytes(self.out) + wire.encode_line({"end": True, "reason": reason})
+            data = bytes(self.out) + self.fill(CHUNK) + wire.encode_line({"end": True, "reason": reason})
             self.sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
         except OSError:
             pass

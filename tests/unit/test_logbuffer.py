@@ -201,6 +201,16 @@ def test_the_book_tells_watchers_which_service_printed():
     assert "web" not in book.buffers
 
 
+def test_a_marker_goes_between_runs():
+    book = LogBook(10)
+    book.run_started("web", None, 1.0)
+    book.add("web", STDOUT, b"first\n", 1, 2.0)
+    book.run_started("web", "exit 1", 3.0)
+    book.run_started("web", None, 4.0)
+    assert held(book.buffer("web")) == [(2.0, STDOUT, b"first"), (3.0, MARKER, b"--- web restarted (exit 1) ---"),
+                                        (4.0, MARKER, b"--- web restarted ---")]
+
+
 @pytest.mark.parametrize("line_size", [10, 100, 1000])
 def test_a_full_buffer_costs_its_lines_and_17_bytes_a_record(line_size):
     buf = LogBuffer(1000)
