@@ -66,8 +66,7 @@ class Provider(Protocol):
 
 def _response(status: int, content_type: str, body: bytes, head: bool, conn: h11.Connection,
               extra: "tuple[tuple[str, str], ...]" = ()) -> bytes:
-    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
-               ("Cache-Control", "no-store"), *extra]
+    headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra]
     out = conn.send(h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase))
     if not head and body:
         out += conn.send(h11.Data(data=body))
@@ -84,12 +83,16 @@ class Client:
         registry[self] = None
         self.loop = server.loop
         self.sock = sock
+        # The loop is given the fd, not the socket: a selector that looks up a socket it
+        # does not hold formats the socket's repr for its KeyError (getsockname and
+        # getpeername, each time), a third of a probe's cost.
+        self.fd = sock.fileno()
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=HEADER_LIMIT)
         self.reading = True  # waiting for a request head (evictable)
         self.closed = False
         self.out = memoryview(b"")
         self.timer = self.loop.call_later(REQUEST_DEADLINE, self.close)
-        self.loop.add_reader(sock, self.on_readable)
+        self.loop.add_reader(self.fd, self.on_readable)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -115,7 +118,7 @@ class Client:
             return  # the reader is on; the deadline runs
         if isinstance(event, h11.Request):
             self.reading = False
-            self.loop.remove_reader(self.sock)
+            self.loop.remove_reader(self.fd)
             self.set_timer(REPLY_DEADLINE)
             self.answer(event)
         else:  # ConnectionClosed (PAUSED cannot come while reading a head)
@@ -152,7 +155,7 @@ class Client:
     def turn_away(self) -> None:
         """Every slot is taken by a client being answered: say so, and hang up."""
         self.reading = False
-        self.loop.remove_reader(self.sock)
+        self.loop.remove_reader(self.fd)
         self.set_timer(LINGER)
         self.send(503, TEXT, b"too many clients\n", False, (("Connection", "close"),))
 
@@ -161,7 +164,7 @@ class Client:
         still allows an answer, then hang up."""
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # h11 lets a server answer
             self.reading = False
-            self.loop.remove_reader(self.sock)
+            self.loop.remove_reader(self.fd)
             self.set_timer(REPLY_DEADLINE)
             self.send(status, TEXT, f"bad request: {why}\n".encode(), False, (("Connection", "close"),))
         else:
@@ -183,20 +186,20 @@ class Client:
             try:
                 n = self.sock.send(self.out, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
             except (BlockingIOError, InterruptedError):
-                self.loop.add_writer(self.sock, self.flush)
+                self.loop.add_writer(self.fd, self.flush)
                 return
             except OSError:
                 self.close()
                 return
             self.out = self.out[n:]
-        self.loop.remove_writer(self.sock)
+        self.loop.remove_writer(self.fd)
         self.answered()
 
     def answered(self) -> None:
         """Keep the connection for the next request if both sides may, else hang up.
         A request body is never read: its connection is closed after the answer."""
         conn = self.conn
-        if conn.our_state is h11.DONE and conn.their_state is not h11.DONE:
+        if conn.their_state is h11.SEND_BODY:
             try:
                 event = conn.next_event()  # a GET's empty body, already here
             except h11.RemoteProtocolError:
@@ -204,11 +207,15 @@ class Client:
             if not isinstance(event, h11.EndOfMessage):
                 self.linger()
                 return
+        if conn.our_state is h11.MUST_CLOSE and conn.their_state in (h11.DONE, h11.MUST_CLOSE) \
+                and not conn.trailing_data[0]:
+            self.close()  # all it sent was read: nothing to reset the connection with
+            return
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self.reading = True
             self.set_timer(REQUEST_DEADLINE)
-            self.loop.add_reader(self.sock, self.on_readable)
+            self.loop.add_reader(self.fd, self.on_readable)
             if conn.trailing_data[0]:
                 # A pipelined request is in h11's buffer already: read it on the next
                 # turn (not from here: a client's hundred pipelined requests would nest).
@@ -228,7 +235,7 @@ class Client:
         self.reading = True  # evictable
         self.set_timer(LINGER)
         self.dropped = 0
-        self.loop.add_reader(self.sock, self._drop_input)
+        self.loop.add_reader(self.fd, self._drop_input)
 
     def _drop_input(self) -> None:
         try:
@@ -247,7 +254,7 @@ class Client:
         self.closed = True
         self.reading = False
         self.timer.cancel()
-        self.loop.forget(self.sock)
+        self.loop.forget(self.fd)
         self.registry.pop(self, None)
         try:
             self.sock.close()
@@ -274,7 +281,7 @@ class Server:
             raise
         self.lsock = lsock
         self.host, self.port = host, lsock.getsockname()[1]
-        loop.add_reader(lsock, self.accept)
+        loop.add_reader(lsock.fileno(), self.accept)
 
     @property
     def address(self) -> str:
@@ -290,8 +297,8 @@ class Server:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of fds: stop accepting for a moment instead of spinning.
                     self.log.warning("retry_later", what="http accept", error=e.strerror)
-                    self.loop.remove_reader(self.lsock)
-                    self.loop.call_later(0.5, lambda: self.loop.add_reader(self.lsock, self.accept))
+                    self.loop.remove_reader(self.lsock.fileno())
+                    self.loop.call_later(0.5, lambda: self.loop.add_reader(self.lsock.fileno(), self.accept))
                 return
             sock.setblocking(False)
             if len(self.clients) >= MAX_CLIENTS and not self._evict():
@@ -300,7 +307,9 @@ class Server:
                 else:
                     sock.close()
                 continue
-            Client(self, sock, self.clients)
+            # Its request is usually here already: read it now rather than on the
+            # next turn of the loop.
+            Client(self, sock, self.clients).on_readable()
 
     def _evict(self) -> bool:
         """Full: the oldest client still sending a request head (or idle between two
@@ -314,7 +323,7 @@ class Server:
     def close(self) -> None:
         for client in [*self.clients, *self.turned_away]:
             client.close()
-        self.loop.forget(self.lsock)
+        self.loop.forget(self.lsock.fileno())
         self.lsock.close()
 
 
