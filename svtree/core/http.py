@@ -96,13 +96,20 @@ class Client:
 
     # --- reading ----------------------------------------------------------------------
 
-    def on_readable(self) -> None:
+    def _recv(self) -> "bytes | None":
+        """What the client sent (b"": it closed its side, or its connection failed);
+        None when nothing is there now."""
         try:
-            data = self.sock.recv(READ_SIZE)
+            return self.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
+            return b""
+
+    def on_readable(self) -> None:
+        data = self._recv()
+        if data is None:
+            return
         self.conn.receive_data(data)  # b"": the client closed its side
         self.next_request()
 
@@ -238,12 +245,9 @@ class Client:
         self.loop.add_reader(self.fd, self._drop_input)
 
     def _drop_input(self) -> None:
-        try:
-            data = self.sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = self._recv()
+        if data is None:
             return
-        except OSError:
-            data = b""
         self.dropped += len(data)
         if not data or self.dropped > LINGER_BYTES:
             self.close()

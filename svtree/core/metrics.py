@@ -14,26 +14,24 @@ STATES = tuple(s.value for s in State)
 UP_STATES = ("up", "ready", "done")  # as `ctl wait --up`
 READY_STATES = ("ready", "done")  # as `ctl status`'s READY
 
-# (name, type, help, the value of a row; None leaves the service out of that family)
+# (name, type, help, the row's field, or how to get the value from a row); a value of
+# None leaves the service out of that family.
 SERVICE_FAMILIES = (
     ("svtree_service_up", "gauge", "1 when the service is up (up, ready, or a oneshot done), else 0.",
      lambda r: 1 if r["state"] in UP_STATES else 0),
     ("svtree_service_ready", "gauge", "1 when the service is ready (ready, or a oneshot done), else 0.",
      lambda r: 1 if r["state"] in READY_STATES else 0),
     ("svtree_service_restarts_total", "counter", "Times the service was started again since svtree started.",
-     lambda r: r["restarts"]),
+     "restarts"),
     ("svtree_service_last_exit_code", "gauge",
-     "How the service's process last ended: its exit code, or minus the signal that killed it.",
-     lambda r: r["last_exit"]),
+     "How the service's process last ended: its exit code, or minus the signal that killed it.", "last_exit"),
     ("svtree_service_start_time_seconds", "gauge",
-     "When the service's running process started, in seconds since the Unix epoch.",
-     lambda r: r["start_time"]),
+     "When the service's running process started, in seconds since the Unix epoch.", "start_time"),
     ("svtree_service_cpu_seconds_total", "counter",
      "CPU time (user and system) of the service's whole process tree, the ended processes included.",
-     lambda r: r["cpu_seconds"]),
+     "cpu_seconds"),
     ("svtree_service_memory_bytes", "gauge",
-     "Resident memory of the service's whole process tree (RSS summed over its processes).",
-     lambda r: r["memory_bytes"]),
+     "Resident memory of the service's whole process tree (RSS summed over its processes).", "memory_bytes"),
 )
 
 COUNTERS = (
@@ -62,7 +60,7 @@ def render(rows: "list[dict]", counters: "dict[str, int]") -> str:
     for name, kind, doc, value in SERVICE_FAMILIES:
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
         for r in rows:
-            v = value(r)
+            v = r[value] if isinstance(value, str) else value(r)
             if v is not None:
                 out.append(f'{name}{{service="{escape(r["name"])}"}} {number(v)}\n')
         if name == "svtree_service_ready":
