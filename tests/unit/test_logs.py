@@ -285,3 +285,17 @@ def test_a_client_that_hangs_up_is_forgotten(core):
     while not core.closed and time.monotonic() < deadline:
         time.sleep(0.02)
     assert core.closed and core.book.watchers == []
+
+
+def test_ctl_says_so_when_svtree_hangs_up_before_the_end(core):
+    def hang_up():
+        deadline = time.monotonic() + 10
+        while not core.replies and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # ctl has read what was there
+        core.call(lambda: core.replies[-1].close())
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    code, out, err = run_ctl(core, "-f", "web")
+    assert (code, err) == (1, b"web err \xff\xfe\nsvtree ctl: logs: svtree closed the connection\n")
+    assert out == b"web 1\nweb 2\n--- web restarted (exit 1) ---\n"
