@@ -172,7 +172,8 @@ class LogBuffer:
         off = c.pos - self.head
         size, n, when, stream = HEADER.unpack_from(self.buf, off)
         start = off + HEADER.size
-        blob = bytes(self.buf[start:start + size])
+        with memoryview(self.buf) as view:  # one copy (released before the buffer changes)
+            blob = bytes(view[start:start + size])
         if c.skip:
             blob = blob[_nth_line_end(blob, c.skip):]
         # A record never goes past a cursor's stop: the stop was the end of the buffer
