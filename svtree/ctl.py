@@ -379,7 +379,13 @@ def main(argv: "list[str]") -> int:
     verb = req["verb"]
     if verb == "logs" and reply.get("ok"):
         return print_logs(messages, opts["json"], prefix=len(req["names"]) != 1, flush_each=req["follow"])
-    if opts["json"]:
+    return print_reply(reply, verb, opts["json"])
+
+
+def print_reply(reply: dict, verb: str, as_json: bool) -> int:
+    """Print a one-line answer as ctl shows it; return ctl's exit code."""
+    err = sys.stderr.write
+    if as_json:
         if verb == "status" and reply.get("ok"):
             out = [{k: r.get(k) for k in wire.STATUS_KEYS} for r in reply["services"]]
         else:
@@ -388,13 +394,13 @@ def main(argv: "list[str]") -> int:
 
         sys.stdout.write(json.dumps(out, indent=1) + "\n")
     if not reply.get("ok"):
-        if not opts["json"] or verb != "status":
+        if not as_json or verb != "status":
             if reply.get("errors"):
                 for line in reply["errors"]:
                     err(line + "\n")
             err(f"svtree ctl: {verb}: {reply.get('error')}\n")
         return exitcodes.USAGE if reply.get("usage") else exitcodes.FAILURE
-    if opts["json"]:
+    if as_json:
         return exitcodes.OK
     if verb == "status":
         sys.stdout.write(format_status(reply["services"], colour=use_colour(sys.stdout)))
