@@ -26,6 +26,9 @@ import struct
 import time
 
 from svtree import paths, wire
+from svtree.core import logreply
+from svtree.core.logbuffer import LogBook
+from svtree.core.logreply import LogsReply
 from svtree.signames import parse_signal, signal_name
 from svtree.states import DOWN_STATES, SATISFIED, UP_STATES
 
@@ -162,6 +165,15 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self.detach()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def detach(self) -> socket.socket:
+        """Leave the server's care (answered, no timer, no callbacks) and hand over the
+        socket, open: `logs` streams its answer from core/logreply.py."""
         self.done = True
         self.reading = False
         self.waiting = None
@@ -169,22 +181,24 @@ class Client:
         self.timer.cancel()
         self.server.loop.forget(self.sock)
         self.server.forget(self)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        return self.sock
 
 
 class Server:
     """`core` is used only through its interface (status_rows, view, check, want_up, ...);
-    `reload(source, reply)` asks for a reload (core/reload.py's Reloader.request)."""
+    `reload(source, reply)` asks for a reload (core/reload.py's Reloader.request);
+    `probes` gives status rows with CPU and memory (core/probes.py); `book` holds the
+    services' last lines (None in `raw` output mode)."""
 
-    def __init__(self, loop, log, core, reload, path: str) -> None:
+    def __init__(self, loop, log, core, reload, path: str, probes, book: "LogBook | None") -> None:
         self.loop = loop
         self.log = log
         self.core = core
         self.reload = reload
         self.path = path
+        self.probes = probes
+        self.book = book
+        self.logs: "dict[LogsReply, None]" = {}  # `ctl logs` answers being streamed
         self.clients: "dict[Client, None]" = {}  # an ordered set: oldest first
         self.waiters: "list[tuple[Client, callable, float | None]]" = []
         self.lsock = self._listen(path, log)
@@ -344,8 +358,28 @@ class Server:
         getattr(self, f"verb_{verb}")(client, req, names)
 
     def verb_status(self, client, req, names) -> None:
-        now = time.monotonic()
-        client.reply({"ok": True, "services": self.core.status_rows(names, now)})
+        # The rows are taken now; their CPU and memory when the sample is there (at once,
+        # or after a scan of /proc a slice per turn): a client that leaves meanwhile is
+        # not answered (`reply` of a closed client does nothing).
+        self.probes.rows(names, lambda rows: client.reply({"ok": True, "services": rows}))
+
+    def verb_logs(self, client, req, names) -> None:
+        if self.book is None:
+            client.reply({"ok": False, "error": 'output is "raw": service output goes straight to '
+                                                "svtree's stdout and stderr and is not kept "
+                                                '(output = "prefix" keeps it for logs)'})
+            return
+        try:
+            last, follow = logreply.validate(req)
+        except ValueError as e:
+            raise BadRequest(str(e), usage=True) from None
+        if len(self.logs) >= logreply.MAX_CLIENTS:
+            client.reply({"ok": False, "error": f"too many logs clients ({logreply.MAX_CLIENTS})"})
+            return
+        reply = LogsReply(self.loop, client.detach(), self.book, names, last, follow,
+                          lambda r: self.logs.pop(r, None))
+        if not reply.closed:
+            self.logs[reply] = None
 
     def _change(self, client, req, names, action, until) -> None:
         core = self.core
@@ -490,6 +524,8 @@ class Server:
     def on_exit(self, is_pid1: bool) -> None:
         """svtree is exiting: every waiting client gets its answer (`shutdown --wait`
         clients that run in our PID namespace get a moment to read it)."""
+        for logs in list(self.logs):
+            logs.end("svtree exits")
         spared = []
         for client, _, _ in list(self.waiters):
             if client.waiting == "reload":
@@ -529,10 +565,11 @@ class Server:
                 os.close(fd)
 
 
-def start(loop, log, core, reload, socket_path: "str | None") -> "Server | None":
+def start(loop, log, core, reload, socket_path: "str | None", probes,
+          book: "LogBook | None") -> "Server | None":
     path = paths.socket_path(socket_path)
     try:
-        return Server(loop, log, core, reload, path)
+        return Server(loop, log, core, reload, path, probes, book)
     except OSError as e:
         log.error("control_unavailable", socket=path, error=e.strerror or str(e))
         return None

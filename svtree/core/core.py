@@ -47,6 +47,13 @@ NOT_FORWARDED = {
 RETRY_DELAY = 1.0  # after EAGAIN/EMFILE/ENOMEM
 
 
+def ended_how(report: Report) -> str:
+    """How the run a report says ended: "exit 1", "signal KILL"."""
+    if report.exit_signal:
+        return f"signal {signal_name(report.exit_signal)}"
+    return f"exit {report.exit_code}" if report.exit_code is not None else "ended"
+
+
 @dataclass(frozen=True)
 class Ending:
     """How the run ended, for svtree's exit."""
@@ -165,6 +172,15 @@ class Core:
         get = self.records.get
         return [get(n).status_row(now) for n in (names or self.records.ordered_names())]
 
+    def monitor_pids(self) -> "dict[str, int | None]":
+        """Each service's monitor (None while it has none): its process tree is the
+        service's, leftovers included (a monitor is a child subreaper)."""
+        return {svc.name: svc.link.pid if svc.link is not None else None for svc in self.records}
+
+    @property
+    def orphans_reaped(self) -> int:
+        return self.reaper.orphans_reaped
+
     def check(self) -> "str | None":
         """The first service that keeps the tree from being healthy, as one line."""
         for name in self.records.ordered_names():
@@ -213,6 +229,7 @@ class Core:
         """Switch to a new plan: unchanged services keep running untouched; removed and
         changed ones stop (dependents first), then changed ones start again."""
         going = retirements(self.records, new, diff.removed, diff.changed)
+        self.streams.keep_lines(new.settings.log_buffer)
         specs = new.by_name()
         self.records.plan = new
         for svc in self.records:
@@ -316,8 +333,10 @@ class Core:
         log = self.log.bind(service=svc.name)
         for level, event, fields in report_log.said(report, missed=max(0, report.seq - last.seq - 1)):
             getattr(log, level)(event, **fields)
-        if last.pid and report.pid is None:
-            self.monitors.run_ended(svc.link)
+        if last.pid and report.pid != last.pid:  # a run ended (and maybe the next began)
+            self.monitors.run_ended(svc.link, ended_how(report))
+        if report.pid and report.pid != last.pid:
+            self.streams.run_started(svc.name)
         if report.gave_up and not last.gave_up:
             # `want` stays what was asked for: a service that ended on its own is still
             # wanted up, so `ctl check` reports it (only `down` and `ctl stop` exempt).
@@ -335,6 +354,8 @@ class Core:
             self.monitors.read_last_reports(svc, link)
             if not (svc.life is Life.EXIT_SENT and code == 0):
                 self._unsupervised(svc, code, sig)
+            if svc.report.pid:  # its run was killed with it
+                self.monitors.run_ended(link, "its monitor died")
             # Killed first, then drained: a leftover that writes faster than we read must
             # not keep us here (and what it could still write is bounded by the pipe).
             self.monitors.close_output(link)
@@ -376,6 +397,7 @@ class Core:
         if new is None:
             self.records.remove(name)
             self.pipelines.prune(self.records)
+            self.streams.forget(name)
         else:
             self.records.put(new)
             self._start_monitor(new)

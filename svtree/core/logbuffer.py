@@ -55,6 +55,8 @@ class LogBuffer:
         self.first = 0  # the number of the oldest line held
         self.lines = 0  # lines held
         self.runs = 0  # times the service's process started (see LogBook.run_started)
+        self.ended: "str | None" = None  # how the last run ended, its output all read
+        self.restarted = False  # a run started before the previous one's output was read
         self.resize(max_lines)
 
     def resize(self, max_lines: int) -> None:
@@ -215,15 +217,30 @@ class LogBook:
         self.buffer(name).add_line(stream, line, when)
         self._tell(name)
 
-    def run_started(self, name: str, ended: "str | None", when: float) -> None:
-        """The service's process started. From its second start on, a marker line goes
-        between the runs: `--- web restarted (exit 1) ---`, `ended` saying how the
-        previous one ended (None: unknown)."""
+    def run_started(self, name: str, when: float) -> None:
+        """The service's process started (its monitor reported the pid). From its second
+        start on, a marker line goes between the runs: `--- web restarted (exit 1) ---`,
+        once the previous run's output is all read (`run_output_read`), whichever of the
+        two comes last: the new run's report may come before the old run's last lines."""
         buf = self.buffer(name)
-        if buf.runs:
-            how = f" ({ended})" if ended else ""
-            self.add_line(name, MARKER, f"--- {name} restarted{how} ---".encode(), when)
         buf.runs += 1
+        if buf.runs == 1:
+            return
+        if buf.ended is not None:
+            self._marker(name, buf, when)
+        else:
+            buf.restarted = True
+
+    def run_output_read(self, name: str, how: str, when: float) -> None:
+        """Everything a run of the service wrote has been read; `how` it ended."""
+        buf = self.buffer(name)
+        buf.ended = how
+        if buf.restarted:
+            self._marker(name, buf, when)
+
+    def _marker(self, name: str, buf: "LogBuffer", when: float) -> None:
+        how, buf.ended, buf.restarted = buf.ended, None, False
+        self.add_line(name, MARKER, f"--- {name} restarted ({how}) ---".encode(), when)
 
     def _tell(self, name: str) -> None:
         for watcher in list(self.watchers):

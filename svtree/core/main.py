@@ -116,12 +116,15 @@ def run_command(args) -> int:
 
 def _start_logging(loop, args, plan, logs: list):
     """svtree's stdout and stderr (bounded queues written without blocking; the log goes
-    through the stderr one), its log, and what it says about itself before the core
-    starts: the compile's warnings, the subreaper, its oom_score_adj."""
+    through the stderr one; in `prefix` mode they feed the log book of `ctl logs`), its
+    log, and what it says about itself before the core starts: the compile's warnings,
+    the subreaper, its oom_score_adj."""
     from svtree import log as logmod
+    from svtree.core.logbuffer import LogBook
     from svtree.core.output import Output
 
-    streams = Output(loop)
+    prefix = (args.output or plan.settings.output) == "prefix"
+    streams = Output(loop, LogBook(plan.settings.log_buffer) if prefix else None)
     log = logmod.setup(args.log_format or plan.settings.log_format,
                        sink=lambda line: streams.own_line(2, line))
     logs.append(log)
@@ -159,10 +162,25 @@ def _write_container_environment(log, path: str) -> None:
     log.info("container_environment", path=path, variables=count)
 
 
+def _listen(loop, args, log, core, reloader, book):
+    """The control socket, and the HTTP endpoint when asked for (--http, or `http` in
+    svtree.toml): (control server, HTTP server), None for either that is not there."""
+    from svtree.core import control
+    from svtree.core.probes import Probes
+
+    probes = Probes(loop, core, reloader)
+    server = control.start(loop, log, core, reloader.request, args.socket, probes, book)
+    listen = args.http or core.plan.settings.http
+    if not listen:
+        return server, None
+    from svtree.core import http  # h11 is loaded only when the endpoint is on
+
+    return server, http.start(loop, probes, listen, log)
+
+
 def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", logs: list) -> int:
     """The tree runs: the core, its signals, the reloader and the control socket, until
     the shutdown is done. Returns svtree's exit code."""
-    from svtree.core import control
     from svtree.core.core import NOT_FORWARDED, Core
     from svtree.core.output import EXIT_FLUSH
     from svtree.core.reload import Reloader
@@ -192,7 +210,7 @@ def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", 
             handlers[s] = core.forward_signal
     loop.handle_signals(handlers)
 
-    server = control.start(loop, log, core, reloader.request, args.socket)
+    server, endpoint = _listen(loop, args, log, core, reloader, streams.book)
     log.info("svtree_started", pid=os.getpid(), pid1=is_pid1, services=len(plan.services),
              tree=plan.source)
     if settings.container_environment is not None:
@@ -203,6 +221,8 @@ def _run(loop, args, outcome, children: dict, started: float, hup: "list[int]", 
     if hup:
         reloader.request("SIGHUP")  # during the first compile: it may have missed a change
     loop.run()
+    if endpoint is not None:
+        endpoint.close()
     if server is not None:
         server.on_exit(is_pid1)
         server.close()

@@ -217,9 +217,8 @@ class Monitors:
         for pipe in link.pipes:
             pipe.drain_and_close()
 
-    @staticmethod
-    def run_ended(link: "Link | None") -> None:
-        """run exited: its partial last line is flushed once what it wrote is read."""
-        if link is not None:
-            for pipe in link.pipes:
-                pipe.run_ended()
+    def run_ended(self, link: "Link | None", how: str) -> None:
+        """run exited (`how`: "exit 1", "signal KILL"): its partial last line is flushed,
+        and the log book told, once what it wrote is read."""
+        if link is not None and link.pipes:
+            self.streams.run_ended(link.pipes, how)

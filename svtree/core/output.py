@@ -18,6 +18,12 @@ svtree's own lines (its log, the "N services up" line) go through the same queue
 never wait: they may fill the stream up to LIMIT, and have OWN_RESERVE bytes of their
 own beyond that (service output cannot take it); what finds no room is dropped and
 counted, and the count is said (`on_dropped`) once the stream moves again.
+
+The log book (core/logbuffer.py, for `svtree ctl logs`) is fed here too: each complete
+line a pipe yields goes to its service's buffer as it goes to the stream, so the book
+costs no read of its own, and it holds exactly what svtree printed. Between two runs of
+a service the book gets a marker line once everything the first run wrote is read
+(`run_ended` records where that is in each pipe).
 """
 
 from __future__ import annotations
@@ -206,16 +212,18 @@ def write_bounded(fd: int, data: bytes, seconds: float) -> None:
 class PrefixedPipe:
     """The read end of one service pipe (its stdout or its stderr)."""
 
-    def __init__(self, output: "Output", name: str, fd: int, stream: Stream) -> None:
+    def __init__(self, output: "Output", name: str, fd: int, stream: Stream, target: int) -> None:
         self.output = output
+        self.name = name
         self.prefix = f"{name} | ".encode()
         self.fd = fd
         self.stream = stream
+        self.target = target  # 1 or 2: stdout or stderr (logbuffer.STDOUT, STDERR)
         self.partial = b""
         self.consumed = 0  # bytes read so far
-        # Where a run of the service ended (in `consumed` terms): its partial last line
-        # is flushed once everything it wrote before is read.
-        self.run_ends: "collections.deque[int]" = collections.deque()
+        # Where a run of the service ended (in `consumed` terms), and what to call then:
+        # its partial last line is flushed once everything it wrote before is read.
+        self.run_ends: "collections.deque[tuple[int, Callable[[], None]]]" = collections.deque()
         output.loop.add_reader(fd, self.on_readable)
 
     # --- reading ------------------------------------------------------------------------
@@ -241,7 +249,7 @@ class PrefixedPipe:
         out complete lines. False at EOF."""
         self._run_ends_reached()
         if self.run_ends:
-            limit = min(limit, self.run_ends[0] - self.consumed)
+            limit = min(limit, self.run_ends[0][0] - self.consumed)
         try:
             data = os.read(self.fd, limit)
         except (BlockingIOError, InterruptedError):
@@ -257,17 +265,20 @@ class PrefixedPipe:
         return True
 
     def _run_ends_reached(self) -> None:
-        while self.run_ends and self.run_ends[0] <= self.consumed:
-            self.run_ends.popleft()
+        while self.run_ends and self.run_ends[0][0] <= self.consumed:
+            reached = self.run_ends.popleft()[1]
             self.flush_partial()
+            reached()
 
-    def run_ended(self) -> None:
+    def run_ended(self, reached: "Callable[[], None]") -> None:
         """The service's run has exited: all it wrote is in the pipe now (what its
         leftovers write later belongs to the next line). Flush its partial last line
-        once that much is read."""
+        once that much is read, then call `reached`."""
         if self.fd >= 0:
-            self.run_ends.append(self.consumed + pending_bytes(self.fd))
+            self.run_ends.append((self.consumed + pending_bytes(self.fd), reached))
             self._run_ends_reached()
+        else:
+            reached()
 
     def drain_and_close(self) -> None:
         """The monitor is gone and what it ran was killed: read what the pipe holds now
@@ -287,6 +298,8 @@ class PrefixedPipe:
             os.close(self.fd)
             self.fd = -1
         self.output.pipes.discard(self)
+        while self.run_ends:  # nothing more will be read: every run it held has ended
+            self.run_ends.popleft()[1]()
 
     # --- writing ------------------------------------------------------------------------
 
@@ -300,26 +313,64 @@ class PrefixedPipe:
         if lines:
             p = self.prefix
             self.stream.put(b"".join(p + line + b"\n" for line in lines))
+            book = self.output.book
+            if book is not None:
+                book.add(self.name, self.target, b"\n".join(lines) + b"\n", len(lines), time.time())
 
     def flush_partial(self) -> None:
         if self.partial:
             self.stream.put(self.prefix + self.partial + b"\n")
+            book = self.output.book
+            if book is not None:
+                book.add_line(self.name, self.target, self.partial, time.time())
             self.partial = b""
 
 
 class Output:
-    """svtree's two streams and the service pipes that feed them."""
+    """svtree's two streams, the service pipes that feed them, and the log book they
+    feed too (None in `raw` mode: then no service output passes through svtree)."""
 
-    def __init__(self, loop) -> None:
+    def __init__(self, loop, book=None) -> None:
+        """`book`: core/logbuffer.py's LogBook (not imported: it imports this module)."""
         self.loop = loop
         self.streams = {1: Stream(loop, 1), 2: Stream(loop, 2)}
         self.pipes: "set[PrefixedPipe]" = set()
+        self.book = book
 
     def pipe(self, name: str, fd: int, target: int) -> PrefixedPipe:
         os.set_blocking(fd, False)
-        p = PrefixedPipe(self, name, fd, self.streams[target])
+        p = PrefixedPipe(self, name, fd, self.streams[target], target)
         self.pipes.add(p)
         return p
+
+    # --- a service's runs, for the log book ------------------------------------------
+
+    def run_ended(self, pipes: "list[PrefixedPipe]", how: str) -> None:
+        """A run of the service these pipes carry has exited (`how`: "exit 1"): once
+        all it wrote is read from every pipe, the book hears of it."""
+        left = [len(pipes)]
+
+        def reached() -> None:
+            left[0] -= 1
+            if left[0] == 0 and self.book is not None:
+                self.book.run_output_read(pipes[0].name, how, time.time())
+
+        for pipe in pipes:
+            pipe.run_ended(reached)
+
+    def run_started(self, name: str) -> None:
+        if self.book is not None:
+            self.book.run_started(name, time.time())
+
+    def forget(self, name: str) -> None:
+        """A service a reload removed: its lines go."""
+        if self.book is not None:
+            self.book.forget(name)
+
+    def keep_lines(self, lines: int) -> None:
+        """svtree.toml's log_buffer, at start or after a reload."""
+        if self.book is not None and self.book.max_lines != lines:
+            self.book.resize(lines)
 
     def own_line(self, target: int, text: str) -> bool:
         """One of svtree's own lines (text ends with a newline); never blocks."""

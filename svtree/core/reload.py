@@ -52,6 +52,8 @@ class Reloader:
         self.watcher_error: "str | None" = None  # why it could not watch (it said so)
         self.rewatching = False  # the watcher was stopped to watch other directories
         self.boot_wait = None  # until the watcher's first start (start_watcher_after_boot)
+        self.applied = 0  # reloads compiled and applied (/metrics: svtree_reloads_total)
+        self.rejected = 0  # reloads that changed nothing: invalid tree, failed or slow compile
         core.subscribe(on_settled=self._maybe_run_queued)
 
     # --- the watcher process ------------------------------------------------------------
@@ -239,12 +241,14 @@ class Reloader:
                 reply(SHUTTING_DOWN)
             return
         if outcome.error is not None:
+            self.rejected += 1
             self.log.error("reload_rejected", trigger=trigger, reason=outcome.error)
             for reply in replies:
                 reply({"ok": False, "error": f"reload rejected: {outcome.error}; nothing changed"})
             return
         if outcome.plan is None:
             errors = list(outcome.problems)
+            self.rejected += 1
             self.log.error("reload_rejected", trigger=trigger, errors=errors)
             for reply in replies:
                 reply({"ok": False, "error": f"the new tree is invalid ({plural(len(errors), 'error')}); "
@@ -259,6 +263,7 @@ class Reloader:
             self.log.info("reload_applied", trigger=trigger,
                           added=list(d.added), removed=list(d.removed), changed=list(d.changed))
         core.apply_plan(new, d)
+        self.applied += 1
         self.rewatch_if_moved()
         for reply in replies:
             reply(result)

@@ -201,14 +201,27 @@ def test_the_book_tells_watchers_which_service_printed():
     assert "web" not in book.buffers
 
 
-def test_a_marker_goes_between_runs():
+def test_a_marker_goes_between_runs_once_the_old_runs_output_is_read():
     book = LogBook(10)
-    book.run_started("web", None, 1.0)
+    book.run_started("web", 1.0)
     book.add("web", STDOUT, b"first\n", 1, 2.0)
-    book.run_started("web", "exit 1", 3.0)
-    book.run_started("web", None, 4.0)
-    assert held(book.buffer("web")) == [(2.0, STDOUT, b"first"), (3.0, MARKER, b"--- web restarted (exit 1) ---"),
-                                        (4.0, MARKER, b"--- web restarted ---")]
+    book.run_output_read("web", "exit 1", 3.0)  # the common order: all read, then restarted
+    book.run_started("web", 4.0)
+    book.add("web", STDOUT, b"second\n", 1, 5.0)
+    assert held(book.buffer("web")) == [(2.0, STDOUT, b"first"), (4.0, MARKER, b"--- web restarted (exit 1) ---"),
+                                        (5.0, STDOUT, b"second")]
+    book.run_started("web", 6.0)  # reported before the second run's last line was read
+    assert held(book.buffer("web"))[-1] == (5.0, STDOUT, b"second")
+    book.add("web", STDOUT, b"late\n", 1, 7.0)
+    book.run_output_read("web", "exit 2", 8.0)
+    assert held(book.buffer("web"))[-2:] == [(7.0, STDOUT, b"late"), (8.0, MARKER, b"--- web restarted (exit 2) ---")]
+
+
+def test_a_service_that_ends_for_good_gets_no_marker():
+    book = LogBook(10)
+    book.run_started("job", 1.0)
+    book.run_output_read("job", "exit 0", 2.0)
+    assert held(book.buffer("job")) == []
 
 
 @pytest.mark.parametrize("line_size", [10, 100, 1000])
