@@ -68,11 +68,18 @@ def test_example_tree_runs_as_pid1_is_healthy_and_shuts_down_clean(tree, run_svt
     shutil.copytree(EXAMPLE_TREE, tree.dir, symlinks=True)  # keeps the scripts' modes
     port = free_port()
     data = os.path.join(tree.root, "data")
-    sv = run_svtree(args=["--log-format", "json"], env={"APP_DATA": data, "PORT": str(port)})
+    # The manifest's HTTP endpoint, on a free port here.
+    http_port = free_port()
+    _, probes = manifest_http()
+    sv = run_svtree(args=["--log-format", "json", "--http", f"127.0.0.1:{http_port}"],
+                    env={"APP_DATA": data, "PORT": str(port)})
     sv.wait_state("ready", "web", "worker", timeout=30)
 
     check = sv.ctl("check")
     assert check.returncode == 0, check.stdout + check.stderr
+    for path in {p for p, _ in probes.values()} | {"/metrics"}:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=5) as response:
+            assert response.status == 200, path
     states = {name: row["state"] for name, row in sv.status().items()}
     assert states == {"setup": "done", "web": "ready", "worker": "ready"}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
@@ -141,11 +148,28 @@ def test_manifest_grace_period_covers_the_worst_case_shutdown():
     assert int(m.group(1)) >= worst, f"terminationGracePeriodSeconds {m.group(1)} < worst case {worst} s"
 
 
-def test_manifest_probes_use_ctl_check():
+def manifest_http() -> "tuple[int, dict[str, tuple[str, int]]]":
+    """The port of `--http` in the container's args, and each probe's (path, port)."""
     text = manifest_text()
-    for probe in ("readinessProbe", "livenessProbe"):
-        block = text.split(f"{probe}:", 1)[1][:400]
-        assert 'command: ["svtree", "ctl", "check"]' in block, probe
+    args = json.loads(re.search(r"^\s*args:\s*(\[.*\])\s*$", text, re.M).group(1))
+    listen = args[args.index("--http") + 1]
+    probes = {}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        block = text.split(f"{probe}:", 1)[1]
+        m = re.search(r"httpGet:\s*\n\s*path:\s*(\S+)\s*\n\s*port:\s*(\d+)", block)
+        assert m, f"{probe} is not an httpGet probe"
+        probes[probe] = (m.group(1), int(m.group(2)))
+    return int(listen.rsplit(":", 1)[1]), probes
+
+
+def test_manifest_probes_port_and_scrape_annotation_match_the_http_endpoint():
+    text = manifest_text()
+    port, probes = manifest_http()
+    assert {p for _, p in probes.values()} == {port}
+    assert probes["startupProbe"][0] == probes["readinessProbe"][0] == "/readyz"
+    assert probes["livenessProbe"][0] in ("/readyz", "/livez")
+    annotations = dict(re.findall(r"^\s*prometheus\.io/(\w+):\s*\"?([^\"\s]+)\"?\s*$", text, re.M))
+    assert annotations == {"scrape": "true", "port": str(port), "path": "/metrics"}
 
 
 def test_manifest_configmap_option_holds_the_whole_example_tree():

@@ -44,3 +44,15 @@ def test_the_project_stands_on_its_own():
                 if outside.search(line):
                     found.append(f"{os.path.relpath(name, root)}:{number}: {line.strip()[:100]}")
     assert not found, "\n".join(found)
+
+
+def test_every_endpoint_metric_and_ctl_logs_is_documented():
+    from svtree.core import http, metrics
+
+    text = open(README).read()
+    names = [f[0] for f in metrics.SERVICE_FAMILIES] + [c[0] for c in metrics.COUNTERS] + ["svtree_service_state"]
+    missing = [n for n in names if f"`{n}`" not in text]
+    missing += [r for r in http.ROUTES if f"`GET {r}`" not in text]
+    missing += [w for w in ("**logs [NAME...] [-n N] [-f] [--json]**", "`log_buffer`", "`http`",
+                            "`cpu_seconds`", "`memory_bytes`") if w not in text]
+    assert not missing, missing
