@@ -15,13 +15,18 @@ while service is None:
 '''
 
 
-def rollup(pid: int) -> "tuple[int, int]":
-    """(USS, PSS) in kB from /proc/PID/smaps_rollup: USS is Private_Clean + Private_Dirty."""
-    uss = pss = 0
+def rollup_kb(pid: int) -> "dict[str, int]":
+    """/proc/PID/smaps_rollup's fields in kB, by name (Rss, Pss, Private_Clean, ...)."""
+    out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                uss += int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss = int(line.split()[1])
-    return uss, pss
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1])
+    return out
+
+
+def rollup(pid: int) -> "tuple[int, int]":
+    """(USS, PSS) in kB from /proc/PID/smaps_rollup: USS is Private_Clean + Private_Dirty."""
+    f = rollup_kb(pid)
+    return f["Private_Clean"] + f["Private_Dirty"], f["Pss"]

@@ -29,7 +29,11 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from common import rollup_kb  # noqa: E402
 
 
 def free_port() -> int:
@@ -91,14 +95,8 @@ class Run:
 
     def memory_kb(self) -> "tuple[int, int]":
         """(USS, RSS) of the core in kB."""
-        uss = rss = 0
-        with open(f"/proc/{self.pid1}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                    uss += int(line.split()[1])
-                elif line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-        return uss, rss
+        f = rollup_kb(self.pid1)
+        return f["Private_Clean"] + f["Private_Dirty"], f["Rss"]
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -19,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from svtree.core import http as httpmod
 from svtree.core.loop import Loop
 from svtree.core.metrics import render
+
+from loop_thread import LoopThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,34 +70,18 @@ class Log:
 
 @pytest.fixture
 def served():
-    errors = []
-    loop = Loop(lambda what, e: errors.append((what, e)))
-    provider = Provider(loop)
+    runner = LoopThread()
+    provider = Provider(runner.loop)
     log = Log()
-    server = httpmod.start(loop, provider, "127.0.0.1:0", log)
+    server = httpmod.start(runner.loop, provider, "127.0.0.1:0", log)
     assert log.lines == [("http_listening", {"address": f"127.0.0.1:{server.port}"})]
-    stop = threading.Event()
-    turns = [0]
-
-    def heartbeat():
-        if not stop.is_set():
-            loop.call_later(0.02, heartbeat)
-
-    def run():
-        heartbeat()
-        while not stop.is_set():
-            loop.run_once()
-            turns[0] += 1
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    runner.start()
     server.provider_ = provider
-    server.turns = turns
+    server.runner = runner
     yield server
-    stop.set()
-    t.join(5)
+    runner.stop()
     server.close()
-    assert not errors, errors
+    assert not runner.errors, runner.errors
 
 
 def get(server, path, method="GET", headers=None):

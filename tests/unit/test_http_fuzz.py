@@ -9,7 +9,6 @@ tests/system/test_observability_abuse.py; this one is fast, so it tries many mor
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -17,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from svtree.core import http as httpmod
-from svtree.core.loop import Loop
+
+from loop_thread import LoopThread
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,26 +45,12 @@ class Log:
 
 @pytest.fixture(scope="module")
 def server():
-    errors = []
-    loop = Loop(lambda what, e: errors.append((what, repr(e))))
-    srv = httpmod.start(loop, Provider(), "127.0.0.1:0", Log())
-    stop = threading.Event()
-
-    def heartbeat():
-        if not stop.is_set():
-            loop.call_later(0.02, heartbeat)
-
-    def run():
-        heartbeat()
-        while not stop.is_set():
-            loop.run_once()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    srv.errors = errors
+    runner = LoopThread()
+    srv = httpmod.start(runner.loop, Provider(), "127.0.0.1:0", Log())
+    runner.start()
+    srv.errors = runner.errors
     yield srv
-    stop.set()
-    t.join(5)
+    runner.stop()
     srv.close()
 
 
