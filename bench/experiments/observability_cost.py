@@ -8,7 +8,10 @@
    - `GET /readyz`, a new TCP connection each time (as the kubelet's httpGet probe);
    - `svtree ctl check`, a new process each time (as an exec probe): the core's share,
      and the probe process's own CPU (user + system, from the children's rusage).
+   - `status` on the control socket from this process (no ctl process): with a sample
+     of /proc taken for it (a second after the last) and with the sample reused.
    The tree is -n `exec sleep` services; nothing else talks to svtree meanwhile.
+   --repo DIR runs the svtree of another checkout (main's, to compare).
 2. The core's memory (USS = Private_Clean + Private_Dirty, and RSS, from
    /proc/PID/smaps_rollup) with -n services each holding a full log book (--lines lines
    of --width bytes, the default log_buffer), against the same tree whose services print
@@ -45,7 +48,7 @@ def free_port() -> int:
 class Run:
     """svtree as PID 1 of its own PID namespace, on a tree of n services."""
 
-    def __init__(self, n: int, run_script: str, http: bool) -> None:
+    def __init__(self, n: int, run_script: str, http: bool, repo: str = REPO) -> None:
         self.root = tempfile.mkdtemp(prefix="obscost-", dir="/dev/shm")
         tree = os.path.join(self.root, "services.d")
         for i in range(n):
@@ -59,7 +62,7 @@ class Run:
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-m", "svtree",
                 "run", "--dir", tree, "--socket", self.socket, "--no-watch",
                 *(["--http", f"127.0.0.1:{self.port}"] if http else [])]
-        self.env = dict(os.environ, PYTHONPATH=REPO)
+        self.env = dict(os.environ, PYTHONPATH=repo)
         self.out = open(os.path.join(self.root, "out"), "wb")
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=self.env,
                                      start_new_session=True)
@@ -121,8 +124,51 @@ def readyz(port: int) -> None:
     assert data.startswith(b"HTTP/1.1 200"), data[:100]
 
 
+def status(path: str) -> float:
+    """One `status` request on the control socket; seconds until the whole reply."""
+    t0 = time.monotonic()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(b'{"v": 1, "verb": "status", "names": []}\n')
+        buf = b""
+        while b"\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                break
+            buf += data
+    assert b'"ok":true' in buf, buf[:200]
+    return time.monotonic() - t0
+
+
 def settle() -> None:
     time.sleep(0.05)  # the core's share of the last probe (its close, its reap) is counted
+
+
+def median_line(what: str, values: "list[float]", unit: str, scale: float) -> str:
+    v = sorted(values)
+    k = len(v)
+    return (f"{what}, median of {k}: {statistics.median(v) * scale:.0f} {unit} "
+            f"(p10 {v[k // 10] * scale:.0f}, p90 {v[k * 9 // 10] * scale:.0f})")
+
+
+def status_costs(n: int, count: int, repo: str) -> None:
+    run = Run(n, "#!/bin/sh\nexec sleep 100000\n", http=False, repo=repo)
+    try:
+        time.sleep(1.0)
+        for label, pause in (("a new sample each", 1.1), ("the sample reused", 0.0)):
+            cpu, wall = [], []
+            status(run.socket)
+            for _ in range(count):
+                time.sleep(pause)
+                before = run.cpu_ns()
+                wall.append(status(run.socket))
+                settle()
+                cpu.append(run.cpu_ns() - before)
+            print(median_line(f"core CPU per status ({label})", cpu, "us", 1e-3))
+            print(median_line(f"status round trip ({label})", wall, "us", 1e6))
+    finally:
+        run.close()
 
 
 def probe_costs(n: int, count: int) -> None:
@@ -190,9 +236,15 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=100)
     ap.add_argument("--lines", type=int, default=1000, help="lines each service prints (log_buffer's default)")
     ap.add_argument("--width", type=int, default=100, help="bytes a line, its newline included")
+    ap.add_argument("--repo", default=REPO, help="the checkout whose svtree runs (for --only status)")
+    ap.add_argument("--only", choices=("probes", "status", "memory"))
     args = ap.parse_args()
-    probe_costs(args.n, args.probes)
-    memory_costs(args.n, args.lines, args.width)
+    if args.only in (None, "probes"):
+        probe_costs(args.n, args.probes)
+    if args.only in (None, "status"):
+        status_costs(args.n, min(args.probes, 30), args.repo)
+    if args.only in (None, "memory"):
+        memory_costs(args.n, args.lines, args.width)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ from harness import REPO, host_pid, needs_pidns, proc_status, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 
-KEYS = {"name", "state", "pid", "uptime", "restarts", "last_exit", "ready"}
-HEADER = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
+# The spec's keys and columns, and the CPU and memory of each service's process tree
+# (tests/system/test_observability.py checks their values against /proc).
+KEYS = {"name", "state", "pid", "uptime", "restarts", "last_exit", "ready", "cpu_seconds", "memory_bytes"}
+HEADER = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM")
 
 
 _PUBLIC_COPY: "list[str]" = []
@@ -124,7 +126,9 @@ def test_status_table_lists_every_service_in_aligned_columns(tree, run_svtree):
     assert set(rows) == {"a", "a-much-longer-name", "off", "unready"}
     assert rows["a"]["STATE"] == "ready" and rows["a"]["READY"] == "yes"
     assert rows["a"]["PID"].isdigit() and rows["a"]["RESTARTS"] == "0"
+    assert rows["a"]["CPU"].endswith("s") and rows["a"]["MEM"].endswith("iB")
     assert rows["off"]["STATE"] == "down" and rows["off"]["PID"] == "-" and rows["off"]["READY"] == "no"
+    assert rows["off"]["MEM"] == "0B"
     assert rows["unready"]["STATE"] == "up" and rows["unready"]["READY"] == "no"
     # NAME... narrows the table to those rows.
     r = sv.ctl("status", "off", "a")
@@ -153,7 +157,7 @@ def test_status_json_has_exactly_the_spec_keys(tree, run_svtree):
     assert a["last_exit"] is None
     assert alive(host_pid(sv, a["pid"]))
     assert by["off"] == {"name": "off", "state": "down", "pid": None, "uptime": None, "restarts": 0,
-                         "last_exit": None, "ready": False}
+                         "last_exit": None, "ready": False, "cpu_seconds": 0.0, "memory_bytes": 0}
     assert by["crashy"]["state"] == "failed" and by["crashy"]["last_exit"] == 3
     assert by["crashy"]["pid"] is None
     assert sv.stop() == 0
