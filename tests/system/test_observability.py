@@ -172,6 +172,26 @@ def test_ctl_logs_follows_across_a_restart_with_a_marker(tree, run_svtree):
         follow.kill()
 
 
+def test_a_logged_services_stdout_is_its_loggers_and_its_logger_has_a_book(tree, run_svtree):
+    """With a log/ directory the service's stdout goes to its logger, not through svtree:
+    the book holds the service's stderr, and what the logger prints under NAME/log."""
+    tree.service("app", tree.sh("""
+        echo "to the logger"
+        echo "app trouble" >&2
+        exec sleep 1000
+    """))
+    tree.write("app/log/run", tree.sh("""
+        while read -r line; do echo "logged: $line"; done
+    """), executable=True)
+    sv = run_svtree()
+    sv.wait_state("ready", "app", "app/log")
+    wait_for(lambda: "app/log | logged: to the logger" in sv.stdout(), what="the logger's line")
+    app = sv.ctl("logs", "app")
+    assert app.returncode == 0 and app.stdout == "" and app.stderr == "app trouble\n", (app.stdout, app.stderr)
+    logger = sv.ctl("logs", "app/log")
+    assert logger.returncode == 0 and logger.stdout == "logged: to the logger\n", logger.stdout
+
+
 def test_ctl_logs_in_raw_mode_says_why_in_one_line(tree, run_svtree):
     tree.service("web", tree.sh("echo hi\nexec sleep 1000\n"))
     sv = run_svtree(args=["--output", "raw"])
