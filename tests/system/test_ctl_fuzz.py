@@ -3,7 +3,7 @@
 One svtree runs for the whole module while `crash` dies at once and comes back every
 0.1 s, appending a timestamp line to the events file at each start. Hypothesis throws
 random bytes, truncated JSON, huge lines, wrong field types and half-open connections at
-the socket; after each example, starts must still come on time, a well-formed `status`
+the socket, and random bytes at its HTTP endpoint (--http); after each example, starts must still come on time, a well-formed `status`
 must still be answered fast, and svtree must hold no more file descriptors than before.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from harness import Svtree, Tree, needs_pidns, wait_for
+from harness import Svtree, Tree, json_events, needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(120)]
 
@@ -33,9 +33,12 @@ def sv():
     tree.service("crash", tree.sh("echo start $(date +%s%N) >> $EVENTS\nexit 1\n"),
                  toml="restart_delay = 0.1\nrestart_delay_max = 0.1\n")
     tree.service("steady", tree.sh("exec sleep 1000\n"))
-    s = Svtree(tree, args=["--log-format", "json"])
+    s = Svtree(tree, args=["--log-format", "json", "--http", "127.0.0.1:0"])
     try:
         s.wait_state("ready", "steady")
+        listening = wait_for(lambda: [e for e in json_events(s) if e["event"] == "http_listening"],
+                             what="the HTTP endpoint")
+        s.http_port = int(listening[0]["address"].rsplit(":", 1)[1])
         wait_for(lambda: len(starts(s)) >= 3, what="crash to restart")
         s.baseline_fds = fd_count(s)
         yield s
@@ -117,7 +120,7 @@ ANY = st.one_of(
 )
 NAMES = st.one_of(ANY, st.lists(st.sampled_from(["crash", "steady", "nope", 7, None]), max_size=3))
 # Verbs that change nothing: they may come well-formed.
-HARMLESS = ("status", "check", "wait")
+HARMLESS = ("status", "check", "wait", "logs")
 # Verbs that would (rightly) stop or signal a service or svtree itself: they only ever come
 # with a field that makes the request invalid.
 HARMFUL = ("start", "stop", "restart", "signal", "shutdown", "reload")
@@ -139,9 +142,9 @@ def typed_request(draw) -> dict:
             req["names"] = names
     if v != "missing":
         req["v"] = v
-    for key in ("mode", "signal", "timeout", "wait"):
+    for key in ("mode", "signal", "timeout", "wait", "lines", "follow"):
         if draw(st.booleans()):
-            req[key] = draw(st.one_of(ANY, st.sampled_from(["up", "ready", "down", "TERM", 9])))
+            req[key] = draw(st.one_of(ANY, st.sampled_from(["up", "ready", "down", "TERM", 9, True, 0])))
     return req
 
 
@@ -159,11 +162,41 @@ ATTACK = st.one_of(
     st.tuples(st.just("typed"), typed_request(), st.just(True)),
     st.tuples(st.just("nested"), st.integers(100, 60_000), st.sampled_from([b"[", b'{"a":'])),
     st.tuples(st.just("halfopen"), typed_request(), st.floats(0, 1)),
+    st.tuples(st.just("http"), st.lists(st.one_of(st.sampled_from([
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /status HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /readyz HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", b"GET /livez HTTP/1.0\r\n\r\n"]),
+        st.binary(max_size=500)), min_size=1, max_size=4).map(b"".join), st.booleans()),
 )
+
+
+def http_attack(sv, data: bytes, close_write: bool) -> None:
+    """Bytes to the HTTP endpoint; a client that has sent all it will (its write side
+    shut) is answered or closed within a few seconds."""
+    s = socket.create_connection(("127.0.0.1", sv.http_port), timeout=5)
+    try:
+        s.sendall(data)
+        if close_write:
+            s.shutdown(socket.SHUT_WR)
+        s.settimeout(3 if close_write else 0.2)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except socket.timeout:
+            assert not close_write, "the HTTP client sent all it would, and its connection stayed open"
+        if got:
+            assert got.startswith(b"HTTP/1.1 "), got[:100]
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        s.close()
 
 
 def launch(sv, attack, held: "list[socket.socket]") -> None:
     kind, arg, extra = attack
+    if kind == "http":
+        http_attack(sv, arg, extra)
+        return
     s = connect(sv)
     try:
         if kind == "bytes":
