@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -466,3 +467,36 @@ def done(tree, name: str, run: int) -> bool:
             return f"done {name} {run}\n" in f.read()
     except FileNotFoundError:
         return False
+
+
+def http_exchange(port: int, pieces: "list[bytes]", close_write: bool, wait_open: float = 0.1) -> bytes:
+    """Send pieces (one send each) to an HTTP endpoint on 127.0.0.1, shut our write side
+    if asked, read what comes back. A client that has sent all it will (close_write) is
+    answered or closed within 3 s; an open one is read for `wait_open` s. Whatever comes
+    back is an HTTP/1.1 answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    got = b""
+    try:
+        for piece in pieces:
+            try:
+                s.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        if close_write:
+            try:
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        s.settimeout(3 if close_write else wait_open)
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except socket.timeout:
+            assert not close_write, "the client sent all it would, and the connection stayed open"
+        except ConnectionResetError:
+            pass
+    finally:
+        s.close()
+    if got:
+        assert got.startswith(b"HTTP/1.1 "), got[:100]
+    return got

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from harness import Svtree, Tree, json_events, needs_pidns, wait_for
+from harness import Svtree, Tree, http_exchange, json_events, needs_pidns, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(120)]
 
@@ -169,33 +169,10 @@ ATTACK = st.one_of(
 )
 
 
-def http_attack(sv, data: bytes, close_write: bool) -> None:
-    """Bytes to the HTTP endpoint; a client that has sent all it will (its write side
-    shut) is answered or closed within a few seconds."""
-    s = socket.create_connection(("127.0.0.1", sv.http_port), timeout=5)
-    try:
-        s.sendall(data)
-        if close_write:
-            s.shutdown(socket.SHUT_WR)
-        s.settimeout(3 if close_write else 0.2)
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except socket.timeout:
-            assert not close_write, "the HTTP client sent all it would, and its connection stayed open"
-        if got:
-            assert got.startswith(b"HTTP/1.1 "), got[:100]
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        s.close()
-
-
 def launch(sv, attack, held: "list[socket.socket]") -> None:
     kind, arg, extra = attack
     if kind == "http":
-        http_attack(sv, arg, extra)
+        http_exchange(sv.http_port, [arg], extra, wait_open=0.2)
         return
     s = connect(sv)
     try:

@@ -8,7 +8,6 @@ tests/system/test_observability_abuse.py; this one is fast, so it tries many mor
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from svtree.core import http as httpmod
 
+from harness import http_exchange
 from loop_thread import LoopThread
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,36 +69,12 @@ STREAM = st.lists(st.one_of(REQUEST, JUNK), min_size=1, max_size=6).map(b"".join
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=STREAM, cuts=st.lists(st.integers(0, 2000), max_size=5), close_write=st.booleans())
 def test_any_bytes_in_any_pieces_end_answered_or_closed(server, data, cuts, close_write):
-    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    try:
-        pieces, last = [], 0
-        for cut in sorted(c for c in cuts if c < len(data)):
-            pieces.append(data[last:cut])
-            last = cut
-        pieces.append(data[last:])
-        for piece in pieces:
-            try:
-                s.sendall(piece)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        if close_write:
-            try:
-                s.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        s.settimeout(3 if close_write else 0.1)
-        got = b""
-        try:
-            while chunk := s.recv(65536):
-                got += chunk
-        except socket.timeout:
-            assert not close_write, "the client sent all it would, and the connection stayed open"
-        except ConnectionResetError:
-            pass
-        if got:
-            assert got.startswith(b"HTTP/1.1 "), got[:100]
-    finally:
-        s.close()
+    pieces, last = [], 0
+    for cut in sorted(c for c in cuts if c < len(data)):
+        pieces.append(data[last:cut])
+        last = cut
+    pieces.append(data[last:])
+    http_exchange(server.port, pieces, close_write)
     assert not server.errors, server.errors
 
 
