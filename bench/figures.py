@@ -21,6 +21,28 @@ import time
 import systems as S
 
 
+def status_over_socket(path: str) -> float:
+    """One `status` request on svtree's control socket from this process (no ctl
+    process): seconds until the whole reply. RuntimeError if it failed."""
+    import json
+    import socket
+
+    t0 = time.monotonic()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(json.dumps({"v": 1, "verb": "status", "names": []}).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            data = s.recv(65536)
+            if not data:
+                break
+            buf += data
+    if not json.loads(buf).get("ok"):
+        raise RuntimeError("status over the socket failed")
+    return time.monotonic() - t0
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000.0
 
@@ -345,24 +367,8 @@ class Status(Figure):
     def measure_socket(self, path: str) -> None:
         """One `status` request on svtree's control socket from the bench's own process:
         what the core itself costs per request."""
-        import json
-        import socket
-
         self.text("svtree socket", "how", "connect, one status request, reply")
-        t0 = time.monotonic()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(path)
-            s.sendall(json.dumps({"v": 1, "verb": "status", "names": []}).encode() + b"\n")
-            buf = b""
-            while b"\n" not in buf:
-                data = s.recv(65536)
-                if not data:
-                    break
-                buf += data
-        if not json.loads(buf).get("ok"):
-            raise RuntimeError("status over the socket failed")
-        self.add("svtree socket", ms=ms(time.monotonic() - t0))
+        self.add("svtree socket", ms=ms(status_over_socket(path)))
 
 
 class Shutdown(Figure):

@@ -35,8 +35,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 
 from common import rollup_kb  # noqa: E402
+from figures import status_over_socket  # noqa: E402
 
 
 def free_port() -> int:
@@ -124,23 +126,6 @@ def readyz(port: int) -> None:
     assert data.startswith(b"HTTP/1.1 200"), data[:100]
 
 
-def status(path: str) -> float:
-    """One `status` request on the control socket; seconds until the whole reply."""
-    t0 = time.monotonic()
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(path)
-        s.sendall(b'{"v": 1, "verb": "status", "names": []}\n')
-        buf = b""
-        while b"\n" not in buf:
-            data = s.recv(65536)
-            if not data:
-                break
-            buf += data
-    assert b'"ok":true' in buf, buf[:200]
-    return time.monotonic() - t0
-
-
 def settle() -> None:
     time.sleep(0.05)  # the core's share of the last probe (its close, its reap) is counted
 
@@ -158,11 +143,11 @@ def status_costs(n: int, count: int, repo: str) -> None:
         time.sleep(1.0)
         for label, pause in (("a new sample each", 1.1), ("the sample reused", 0.0)):
             cpu, wall = [], []
-            status(run.socket)
+            status_over_socket(run.socket)
             for _ in range(count):
                 time.sleep(pause)
                 before = run.cpu_ns()
-                wall.append(status(run.socket))
+                wall.append(status_over_socket(run.socket))
                 settle()
                 cpu.append(run.cpu_ns() - before)
             print(median_line(f"core CPU per status ({label})", cpu, "us", 1e-3))
