@@ -369,6 +369,9 @@ class Server:
                                                 "svtree's stdout and stderr and is not kept "
                                                 '(output = "prefix" keeps it for logs)'})
             return
+        if not self.book.max_lines:
+            client.reply({"ok": False, "error": "log_buffer = 0 in svtree.toml: no lines are kept"})
+            return
         try:
             last, follow = logreply.validate(req)
         except ValueError as e:

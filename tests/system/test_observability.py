@@ -192,13 +192,22 @@ def test_a_logged_services_stdout_is_its_loggers_and_its_logger_has_a_book(tree,
     assert logger.returncode == 0 and logger.stdout == "logged: to the logger\n", logger.stdout
 
 
-def test_ctl_logs_in_raw_mode_says_why_in_one_line(tree, run_svtree):
+def test_ctl_logs_in_raw_mode_or_without_a_buffer_says_why_in_one_line(tree, run_svtree):
     tree.service("web", tree.sh("echo hi\nexec sleep 1000\n"))
     sv = run_svtree(args=["--output", "raw"])
     sv.wait_state("ready", "web")
     r = sv.ctl("logs")
     assert r.returncode == 1 and r.stdout == ""
     assert len(r.stderr.splitlines()) == 1 and '"raw"' in r.stderr, r.stderr
+    assert sv.stop() == 0
+    # log_buffer = 0 keeps nothing, and says so.
+    tree.write("svtree.toml", "log_buffer = 0\n")
+    sv = run_svtree()
+    sv.wait_state("ready", "web")
+    wait_for(lambda: "web | hi" in sv.stdout(), what="the line on svtree's stdout")
+    r = sv.ctl("logs", "web")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == "svtree ctl: logs: log_buffer = 0 in svtree.toml: no lines are kept\n", r.stderr
 
 
 # --- HTTP ---------------------------------------------------------------------------------
