@@ -68,10 +68,15 @@ class Run:
         self.out = open(os.path.join(self.root, "out"), "wb")
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=self.env,
                                      start_new_session=True)
-        self.pid1 = self._wait(self._child, "svtree to start")
-        self._wait(lambda: os.path.exists(self.socket), "the control socket")
-        r = self.ctl("wait", "--ready", "--timeout", "120", *[f"s{i:03d}" for i in range(n)])
-        assert r.returncode == 0, r.stderr
+        self.pid1 = None
+        try:
+            self.pid1 = self._wait(self._child, "svtree to start")
+            self._wait(lambda: os.path.exists(self.socket), "the control socket")
+            r = self.ctl("wait", "--ready", "--timeout", "120", *[f"s{i:03d}" for i in range(n)])
+            assert r.returncode == 0, r.stderr
+        except BaseException:
+            self.close()
+            raise
 
     def _wait(self, fn, what: str, timeout: float = 120.0):
         deadline = time.monotonic() + timeout
@@ -105,9 +110,11 @@ class Run:
 
     def close(self) -> None:
         if self.proc.poll() is None:
+            # SIGKILL to the namespace's PID 1 makes the kernel kill the rest; before it
+            # is known, to unshare (--kill-child takes its child along).
             try:
-                os.kill(self.pid1, 9)  # the kernel then kills the namespace
-            except (ProcessLookupError, TypeError):
+                os.kill(self.pid1 or self.proc.pid, 9)
+            except ProcessLookupError:
                 pass
             self.proc.wait(30)
         self.out.close()
