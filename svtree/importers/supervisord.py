@@ -135,7 +135,7 @@ SUPERVISORD_KEYS: "dict[str, str | None]" = {
 SECTION_NOTES: "dict[str, str]" = {
     "unix_http_server": "`svtree ctl` talks to svtree over its own socket (--socket, $SVTREE_SOCKET)",
     "inet_http_server": "svtree has no web interface or TCP control: `svtree ctl` uses a unix socket",
-    "supervisorctl": "use `svtree ctl` (status, start, stop, restart, signal, reload, check)",
+    "supervisorctl": "use `svtree ctl` (status, start, stop, restart, signal, reload, check; `logs -f` for `tail -f`)",
     "rpcinterface": "svtree has no XML-RPC interface: `svtree ctl --json status` for scripts",
     "ctlplugin": "svtree ctl has no plugins",
     "eventlistener": "svtree has no event protocol: `critical = true` stops the container when a "
