@@ -57,6 +57,7 @@ class LogBuffer:
         self.runs = 0  # times the service's process started (see LogBook.run_started)
         self.ended: "str | None" = None  # how the last run ended, its output all read
         self.restarted = False  # a run started before the previous one's output was read
+        self.marked_early = False  # the marker went in before the next run's report came
         self.resize(max_lines)
 
     def resize(self, max_lines: int) -> None:
@@ -210,23 +211,33 @@ class LogBook:
         return buf
 
     def add(self, name: str, stream: int, blob: bytes, nlines: int, when: float) -> None:
-        self.buffer(name).add(stream, blob, nlines, when)
+        buf = self.buffer(name)
+        self._next_run_writes(name, buf, when)
+        buf.add(stream, blob, nlines, when)
         self._tell(name)
 
     def add_line(self, name: str, stream: int, line: bytes, when: float) -> None:
-        self.buffer(name).add_line(stream, line, when)
+        buf = self.buffer(name)
+        if stream != MARKER:
+            self._next_run_writes(name, buf, when)
+        buf.add_line(stream, line, when)
         self._tell(name)
 
     def run_started(self, name: str, when: float) -> None:
         """The service's process started (its monitor reported the pid). From its second
         start on, a marker line goes between the runs: `--- web restarted (exit 1) ---`,
         once the previous run's output is all read (`run_output_read`), whichever of the
-        two comes last: the new run's report may come before the old run's last lines."""
+        two comes last: the new run's report may come before the old run's last lines.
+        And a line read after the old run's output was all read is the next run's, even
+        when it comes before that run's report (the pipe and the monitor's socket are read
+        in no set order): the marker goes before it."""
         buf = self.buffer(name)
         buf.runs += 1
         if buf.runs == 1:
             return
-        if buf.ended is not None:
+        if buf.marked_early:
+            buf.marked_early = False
+        elif buf.ended is not None:
             self._marker(name, buf, when)
         else:
             buf.restarted = True
@@ -238,9 +249,15 @@ class LogBook:
         if buf.restarted:
             self._marker(name, buf, when)
 
+    def _next_run_writes(self, name: str, buf: "LogBuffer", when: float) -> None:
+        if buf.ended is not None and not buf.restarted:
+            self._marker(name, buf, when)
+            buf.marked_early = True
+
     def _marker(self, name: str, buf: "LogBuffer", when: float) -> None:
         how, buf.ended, buf.restarted = buf.ended, None, False
-        self.add_line(name, MARKER, f"--- {name} restarted ({how}) ---".encode(), when)
+        buf.add_line(MARKER, f"--- {name} restarted ({how}) ---".encode(), when)
+        self._tell(name)
 
     def _tell(self, name: str) -> None:
         for watcher in list(self.watchers):

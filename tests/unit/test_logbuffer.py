@@ -217,6 +217,24 @@ def test_a_marker_goes_between_runs_once_the_old_runs_output_is_read():
     assert held(book.buffer("web"))[-2:] == [(7.0, STDOUT, b"late"), (8.0, MARKER, b"--- web restarted (exit 2) ---")]
 
 
+def test_the_next_runs_line_read_before_its_report_comes_after_the_marker():
+    """The pipe and the monitor's socket are read in no set order: the new run's first
+    line may be read before the report that it started. The marker goes before that line,
+    and the report then adds no second marker; the run after it gets its own."""
+    book = LogBook(10)
+    book.run_started("web", 1.0)
+    book.add("web", STDOUT, b"bye\n", 1, 2.0)
+    book.run_output_read("web", "exit 1", 3.0)
+    book.add("web", STDOUT, b"start 2\n", 1, 4.0)
+    book.run_started("web", 5.0)
+    book.add("web", STDOUT, b"more\n", 1, 6.0)
+    assert held(book.buffer("web")) == [(2.0, STDOUT, b"bye"), (4.0, MARKER, b"--- web restarted (exit 1) ---"),
+                                        (4.0, STDOUT, b"start 2"), (6.0, STDOUT, b"more")]
+    book.run_output_read("web", "exit 2", 7.0)
+    book.run_started("web", 8.0)
+    assert held(book.buffer("web"))[-1] == (8.0, MARKER, b"--- web restarted (exit 2) ---")
+
+
 def test_a_service_that_ends_for_good_gets_no_marker():
     book = LogBook(10)
     book.run_started("job", 1.0)
