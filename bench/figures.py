@@ -21,9 +21,10 @@ import time
 import systems as S
 
 
-def status_over_socket(path: str) -> float:
+def status_over_socket(path: str, resources: bool = False) -> float:
     """One `status` request on svtree's control socket from this process (no ctl
-    process): seconds until the whole reply. RuntimeError if it failed."""
+    process; `resources`: with CPU and memory, as `ctl status -r`): seconds until the
+    whole reply. RuntimeError if it failed."""
     import json
     import socket
 
@@ -31,7 +32,8 @@ def status_over_socket(path: str) -> float:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(path)
-        s.sendall(json.dumps({"v": 1, "verb": "status", "names": []}).encode() + b"\n")
+        req = {"v": 1, "verb": "status", "names": [], **({"resources": True} if resources else {})}
+        s.sendall(json.dumps(req).encode() + b"\n")
         buf = b""
         while b"\n" not in buf:
             data = s.recv(65536)

@@ -16,7 +16,8 @@ from svtree import exitcodes, paths, wire
 
 USAGE = """\
 usage: svtree ctl [--socket PATH] [--json] VERB ...
-  status [NAME...]                     one row per service (--json: a list of objects)
+  status [NAME...] [-r]                one row per service (--json: a list of objects;
+                                       -r, --resources: with CPU and memory)
   start NAME... [--wait]               want up (--wait: until ready)
   stop NAME... [--wait]                want down; stays down until started
   restart NAME... [--wait]             stop then start (--wait: until the new one is ready)
@@ -57,6 +58,10 @@ def parse(argv: "list[str]") -> dict:
         raise Usage(f"{verb} takes no NAME")
     if (opts["lines"] is not None or opts["follow"]) and verb != "logs":
         raise Usage(f"-n and -f are options of logs, not of {verb}")
+    if opts["resources"]:
+        if verb != "status":
+            raise Usage(f"-r is an option of status, not of {verb}")
+        req["resources"] = True
     if verb == "logs":
         if opts["lines"] is not None:
             if not opts["lines"].isdigit():
@@ -78,7 +83,7 @@ def parse(argv: "list[str]") -> dict:
 def _options(argv: "list[str]") -> "tuple[dict, list[str]]":
     """ctl's options (before or after the verb) and the other words, in order."""
     opts = {"socket": None, "json": False, "wait": False, "timeout": None, "mode": None,
-            "lines": None, "follow": False}
+            "lines": None, "follow": False, "resources": False}
     pos: "list[str]" = []
     it = iter(argv)
     for arg in it:
@@ -96,6 +101,8 @@ def _options(argv: "list[str]") -> "tuple[dict, list[str]]":
             opts["lines"] = arg[2:]
         elif arg in ("-f", "--follow"):
             opts["follow"] = True
+        elif arg in ("-r", "--resources"):
+            opts["resources"] = True
         elif arg.startswith("--socket="):
             opts["socket"] = arg.split("=", 1)[1]
         elif arg.startswith("--timeout="):
@@ -252,14 +259,16 @@ def use_colour(stream) -> bool:
     return tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-def format_status(rows: "list[dict]", colour: bool = False) -> str:
-    """The status table, columns aligned; with `colour`, the header bold and each state
-    coloured (ANSI), padded by its visible width so the columns still line up."""
-    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM")
+def format_status(rows: "list[dict]", colour: bool = False, resources: bool = False) -> str:
+    """The status table, columns aligned; with `resources`, CPU and MEM columns at the end;
+    with `colour`, the header bold and each state coloured (ANSI), padded by its visible
+    width so the columns still line up."""
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
+    header += ("CPU", "MEM") if resources else ()
     table = [header] + [
         (r["name"], r["state"], str(r["pid"] or "-"), _duration(r["uptime"]), str(r["restarts"]),
-         _last_exit(r["last_exit"]), "yes" if r["ready"] else "no", _cpu(r.get("cpu_seconds")),
-         _bytes(r.get("memory_bytes")))
+         _last_exit(r["last_exit"]), "yes" if r["ready"] else "no")
+        + ((_cpu(r.get("cpu_seconds")), _bytes(r.get("memory_bytes"))) if resources else ())
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -379,15 +388,16 @@ def main(argv: "list[str]") -> int:
     verb = req["verb"]
     if verb == "logs" and reply.get("ok"):
         return print_logs(messages, opts["json"], prefix=len(req["names"]) != 1, flush_each=req["follow"])
-    return print_reply(reply, verb, opts["json"])
+    return print_reply(reply, verb, opts["json"], resources=opts["resources"])
 
 
-def print_reply(reply: dict, verb: str, as_json: bool) -> int:
+def print_reply(reply: dict, verb: str, as_json: bool, resources: bool = False) -> int:
     """Print a one-line answer as ctl shows it; return ctl's exit code."""
     err = sys.stderr.write
     if as_json:
         if verb == "status" and reply.get("ok"):
-            out = [{k: r.get(k) for k in wire.STATUS_KEYS} for r in reply["services"]]
+            keys = wire.STATUS_KEYS + (wire.RESOURCE_KEYS if resources else ())
+            out = [{k: r.get(k) for k in keys} for r in reply["services"]]
         else:
             out = reply
         import json
@@ -403,7 +413,7 @@ def print_reply(reply: dict, verb: str, as_json: bool) -> int:
     if as_json:
         return exitcodes.OK
     if verb == "status":
-        sys.stdout.write(format_status(reply["services"], colour=use_colour(sys.stdout)))
+        sys.stdout.write(format_status(reply["services"], colour=use_colour(sys.stdout), resources=resources))
     elif verb == "reload":
         changes = [(k, reply.get(k) or []) for k in ("added", "removed", "changed")]
         if not any(v for _, v in changes):

@@ -90,6 +90,7 @@ def encode_line(obj: dict) -> bytes:
     return encode(obj) + b"\n"
 
 
-# The keys of each row of `ctl status --json` (and of GET /status).
-STATUS_KEYS = ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready", "cpu_seconds",
-               "memory_bytes")
+# The keys of each row of `ctl status --json`: the rows scripts parse, kept as they are.
+STATUS_KEYS = ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready")
+# What `ctl status --resources` (and GET /status, always) adds to each row.
+RESOURCE_KEYS = ("cpu_seconds", "memory_bytes")

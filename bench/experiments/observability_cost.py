@@ -150,11 +150,11 @@ def status_costs(n: int, count: int, repo: str) -> None:
         time.sleep(1.0)
         for label, pause in (("a new sample each", 1.1), ("the sample reused", 0.0)):
             cpu, wall = [], []
-            status_over_socket(run.socket)
+            status_over_socket(run.socket, resources=True)
             for _ in range(count):
                 time.sleep(pause)
                 before = run.cpu_ns()
-                wall.append(status_over_socket(run.socket))
+                wall.append(status_over_socket(run.socket, resources=True))
                 settle()
                 cpu.append(run.cpu_ns() - before)
             print(median_line(f"core CPU per status ({label})", cpu, "us", 1e-3))

@@ -358,6 +358,9 @@ class Server:
         getattr(self, f"verb_{verb}")(client, req, names)
 
     def verb_status(self, client, req, names) -> None:
+        if not req.get("resources"):
+            client.reply({"ok": True, "services": self.core.status_rows(names, time.monotonic())})
+            return
         # The rows are taken now; their CPU and memory when the sample is there (at once,
         # or after a scan of /proc a slice per turn): a client that leaves meanwhile is
         # not answered (`reply` of a closed client does nothing).

@@ -3,7 +3,7 @@ read-only probes and metrics, served from the core's own loop.
 
     GET /livez    200 while svtree runs and is not shutting down, else 503
     GET /readyz   200 when `ctl check` would pass, else 503 and the line `ctl check` prints
-    GET /status   the JSON of `ctl status --json` (with cpu_seconds and memory_bytes)
+    GET /status   the JSON of `ctl status --json --resources` (with cpu_seconds, memory_bytes)
     GET /metrics  the Prometheus text format (svtree/core/metrics.py)
 
 HEAD is answered like GET, without the body; any other method gets 405, any other

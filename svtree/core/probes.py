@@ -50,8 +50,9 @@ class Probes:
         self.resources.refresh(with_usage)
 
     def status(self, reply: "Callable[[bytes], None]") -> None:
-        """The JSON of `ctl status --json`."""
-        self.rows([], lambda rows: reply(wire.encode([{k: r[k] for k in wire.STATUS_KEYS} for r in rows])))
+        """The JSON of `ctl status --json --resources`."""
+        keys = wire.STATUS_KEYS + wire.RESOURCE_KEYS
+        self.rows([], lambda rows: reply(wire.encode([{k: r[k] for k in keys} for r in rows])))
 
     def metrics(self, reply: "Callable[[str], None]") -> None:
         counters = {"reloads": self.reloader.applied, "reload_failures": self.reloader.rejected,

@@ -24,10 +24,11 @@ from harness import REPO, host_pid, needs_pidns, proc_status, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 
-# The spec's keys and columns, and the CPU and memory of each service's process tree
-# (tests/system/test_observability.py checks their values against /proc).
-KEYS = {"name", "state", "pid", "uptime", "restarts", "last_exit", "ready", "cpu_seconds", "memory_bytes"}
-HEADER = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM")
+# The spec's keys and columns; --resources adds the CPU and memory of each service's
+# process tree (tests/system/test_observability.py checks their values against /proc).
+KEYS = {"name", "state", "pid", "uptime", "restarts", "last_exit", "ready"}
+HEADER = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY")
+RESOURCES = ("CPU", "MEM")
 
 
 _PUBLIC_COPY: "list[str]" = []
@@ -109,32 +110,40 @@ def test_status_table_lists_every_service_in_aligned_columns(tree, run_svtree):
     sv = run_svtree()
     sv.wait_state("ready", "a", "a-much-longer-name")
     sv.wait_state("up", "unready")
-    r = sv.ctl("status")
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
-    assert tuple(lines[0].split()) == HEADER
-    cols = [lines[0].index(h) for h in HEADER]
-    rows = {}
-    for line in lines[1:]:
-        cells = line.split()
-        assert len(cells) == len(HEADER), line
-        # Every cell starts exactly under its header, after at least two spaces.
-        for i, start in enumerate(cols):
-            assert line[start] != " " and (i == 0 or line[start - 2:start] == "  "), (line, HEADER[i])
-            assert line[start:].split()[0] == cells[i]
-        rows[cells[0]] = dict(zip(HEADER, cells))
+    rows = status_table(sv.ctl("status"), HEADER)
     assert set(rows) == {"a", "a-much-longer-name", "off", "unready"}
     assert rows["a"]["STATE"] == "ready" and rows["a"]["READY"] == "yes"
     assert rows["a"]["PID"].isdigit() and rows["a"]["RESTARTS"] == "0"
-    assert rows["a"]["CPU"].endswith("s") and rows["a"]["MEM"].endswith("iB")
     assert rows["off"]["STATE"] == "down" and rows["off"]["PID"] == "-" and rows["off"]["READY"] == "no"
-    assert rows["off"]["MEM"] == "0B"
     assert rows["unready"]["STATE"] == "up" and rows["unready"]["READY"] == "no"
+    # --resources (-r) adds CPU and MEM at the end, aligned the same way.
+    for flag in ("--resources", "-r"):
+        rows = status_table(sv.ctl("status", flag), HEADER + RESOURCES)
+        assert rows["a"]["CPU"].endswith("s") and rows["a"]["MEM"].endswith("iB")
+        assert rows["off"]["MEM"] == "0B" and rows["off"]["STATE"] == "down"
     # NAME... narrows the table to those rows.
     r = sv.ctl("status", "off", "a")
     assert r.returncode == 0
     assert sorted(line.split()[0] for line in r.stdout.splitlines()[1:]) == ["a", "off"]
     assert sv.stop() == 0
+
+
+def status_table(r, header) -> "dict[str, dict[str, str]]":
+    """ctl status's table as {NAME: {COLUMN: cell}}, checking the header and that every
+    cell starts exactly under its header, after at least two spaces."""
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert tuple(lines[0].split()) == header
+    cols = [lines[0].index(h) for h in header]
+    rows = {}
+    for line in lines[1:]:
+        cells = line.split()
+        assert len(cells) == len(header), line
+        for i, start in enumerate(cols):
+            assert line[start] != " " and (i == 0 or line[start - 2:start] == "  "), (line, header[i])
+            assert line[start:].split()[0] == cells[i]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
 
 
 def test_status_json_has_exactly_the_spec_keys(tree, run_svtree):
@@ -157,9 +166,16 @@ def test_status_json_has_exactly_the_spec_keys(tree, run_svtree):
     assert a["last_exit"] is None
     assert alive(host_pid(sv, a["pid"]))
     assert by["off"] == {"name": "off", "state": "down", "pid": None, "uptime": None, "restarts": 0,
-                         "last_exit": None, "ready": False, "cpu_seconds": 0.0, "memory_bytes": 0}
+                         "last_exit": None, "ready": False}
     assert by["crashy"]["state"] == "failed" and by["crashy"]["last_exit"] == 3
     assert by["crashy"]["pid"] is None
+    # --resources adds cpu_seconds and memory_bytes, nothing else.
+    r = sv.ctl("status", "--json", "--resources")
+    assert r.returncode == 0, r.stderr
+    by = {row["name"]: row for row in json.loads(r.stdout)}
+    assert by["off"] == {"name": "off", "state": "down", "pid": None, "uptime": None, "restarts": 0,
+                         "last_exit": None, "ready": False, "cpu_seconds": 0.0, "memory_bytes": 0}
+    assert by["a"]["memory_bytes"] > 0 and by["a"]["cpu_seconds"] >= 0
     assert sv.stop() == 0
 
 

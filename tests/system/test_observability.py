@@ -274,11 +274,11 @@ def test_probes_status_and_metrics_match_reality(tree, run_svtree):
     sv.wait_state("ready", "gate")
     assert get(port, "/readyz")[:2] == (200, "ok\n") and sv.ctl("check").returncode == 0
 
-    # /status is `ctl status --json`.
+    # /status is `ctl status --json --resources`.
     status, body, headers = get(port, "/status")
     assert status == 200 and headers["Content-Type"] == "application/json"
     rows = {r["name"]: r for r in json.loads(body)}
-    ctl_rows = sv.status()
+    ctl_rows = {r["name"]: r for r in json.loads(sv.ctl("status", "--json", "-r").stdout)}
     assert set(rows) == set(ctl_rows) == {"web", "crashy", "hog", "gate"}
     for name, row in rows.items():
         assert set(row) == set(ctl_rows[name])
@@ -321,7 +321,7 @@ def test_probes_status_and_metrics_match_reality(tree, run_svtree):
     assert m[("svtree_reloads_total", ())] == 1 and m[("svtree_reload_failures_total", ())] == 1
 
     # ctl status shows the same usage.
-    text = sv.ctl("status").stdout.splitlines()
+    text = sv.ctl("status", "--resources").stdout.splitlines()
     assert text[0].split()[-2:] == ["CPU", "MEM"]
     assert re.search(r"MiB$", next(l for l in text if l.startswith("hog")))
 

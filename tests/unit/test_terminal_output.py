@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from svtree import ctl, wire
 from svtree.ctl import format_status, use_colour
 
 ANSI = re.compile(r"\033\[[0-9;]*m")
@@ -35,13 +36,39 @@ def test_plain_table_is_aligned_without_escapes():
     text = format_status(ROWS)
     assert "\033" not in text
     lines = text.splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM"]
+    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY"]
     state_column = lines[0].index("STATE")
     assert all(line[state_column - 2:state_column] == "  " for line in lines)
+    assert lines[4].split() == ["worker", "backoff", "-", "-", "4", "SIGKILL", "no"]
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_resources_add_cpu_and_mem_at_the_end():
+    lines = format_status(ROWS, resources=True).splitlines()
+    assert lines[0].split() == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST_EXIT", "READY", "CPU", "MEM"]
     assert lines[4].split() == ["worker", "backoff", "-", "-", "4", "SIGKILL", "no", "-", "-"]
     assert lines[1].split()[-2:] == ["0.01s", "0B"]
     assert lines[2].split()[-2:] == ["12m34s", "156MiB"]
     assert all(line == line.rstrip() for line in lines)
+    assert ANSI.sub("", format_status(ROWS, colour=True, resources=True)) == "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("argv", [["status", "-r"], ["--resources", "status", "web"]])
+def test_resources_is_an_option_of_status(argv):
+    req = ctl.parse(argv)["request"]
+    assert req["verb"] == "status" and req["resources"] is True
+    assert "resources" not in ctl.parse(["status"])["request"]
+
+
+@pytest.mark.parametrize("argv", [["check", "-r"], ["logs", "--resources"]])
+def test_resources_elsewhere_is_a_usage_error(argv):
+    with pytest.raises(ctl.Usage, match=f"-r is an option of status, not of {argv[0]}"):
+        ctl.parse(argv)
+
+
+def test_json_keys_are_the_specs_unless_resources_are_asked():
+    assert wire.STATUS_KEYS == ("name", "state", "pid", "uptime", "restarts", "last_exit", "ready")
+    assert wire.RESOURCE_KEYS == ("cpu_seconds", "memory_bytes")
 
 
 def test_colour_changes_only_escapes_so_columns_stay_aligned():
