@@ -13,8 +13,11 @@ Runs `svtree run --no-watch` as PID 1 of a fresh PID namespace (unshare) with N
 - in each monitor (the wrapper replaces monitor_main in the forked child): its CPU and
   CLOCK_MONOTONIC time at its fork, at the spawn of run, at the `exit` command, at the
   reap of run, at os._exit; its calls of osutil.children (one /proc walk of one pid's
-  task/*/children) inside and outside descendants(), and the reports it sent, per phase.
+  task/*/children) inside and outside descendants(), and the reports it sent, per phase
+  ("boot": from its fork to the core's first command; "up": from that command, `up`,
+  to `exit`; "stop": from `exit` on).
 Each monitor writes one JSON line to a file at its exit; the core one at its end.
+STOPCOST_PROFILE=FILE in the environment: the core's shutdown under cProfile, to FILE.
 With --revs (`work`: the working tree), each revision runs once per round, interleaved.
 Prints medians over the runs (per-monitor figures: the median monitor's, and the sum).
 """
@@ -45,9 +48,13 @@ import svtree.core.core as core
 import svtree.monitor as mon
 import svtree.osutil as osutil
 from svtree.messages import Cmd
-marks = {"python start": (time.monotonic(), t0c)}
+marks = {"python start": (time.monotonic(), t0c, 0)}
+def minflt():
+    with open("/proc/self/stat", "rb") as f:
+        st = f.read()
+    return int(st[st.rfind(b")") + 2:].split()[7])
 def mark(name):
-    marks.setdefault(name, (time.monotonic(), time.process_time()))
+    marks.setdefault(name, (time.monotonic(), time.process_time(), minflt()))
 
 real_main = monitors.monitor_main
 def monitor_main(spec, *a, **k):
@@ -60,6 +67,7 @@ def monitor_main(spec, *a, **k):
             st = f.read()
         m.setdefault("minflt", {}).setdefault(name, int(st[st.rfind(b")") + 2:].split()[7]))
     at("fork")
+    os.waitpid = real_waitpid  # the core's wait4 below is the core's only
     depth = [0]
     real_children, real_desc = osutil.children, osutil.descendants
     def children(pid):
@@ -131,8 +139,32 @@ def fork_quiet(*a, **k):
 osutil.fork_quiet = fork_quiet
 monitors.osutil.fork_quiet = fork_quiet
 real_begin = core.Core.begin_shutdown
+def sched(pid):
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e6
+    except OSError:
+        return 0.0
+before = {}  # monitor pid -> its and its service's CPU (ms) at the SIGTERM
+after = {}  # monitor pid -> the CPU wait4 reports at its reap (its service's included)
+real_waitpid = os.waitpid
+def waitpid(pid, flags):
+    got, status, ru = os.wait4(pid, flags)
+    if got in before:
+        after[got] = (ru.ru_utime + ru.ru_stime) * 1000
+    return got, status
+os.waitpid = waitpid
+PROFILE = os.environ.get("STOPCOST_PROFILE")  # a file: cProfile of the core's shutdown
+if PROFILE:
+    import cProfile
+    prof = cProfile.Profile()
 def begin_shutdown(self, reason):
     mark("shutdown begin")
+    if PROFILE:
+        prof.enable()
+    for svc in self.records:
+        if svc.link is not None:
+            before[svc.link.pid] = sched(svc.link.pid) + (sched(svc.report.pid) if svc.report.pid else 0)
     return real_begin(self, reason)
 core.Core.begin_shutdown = begin_shutdown
 real_phase = core.Core._phase_event
@@ -166,6 +198,10 @@ try:
     code = main(sys.argv[1:])
 finally:
     mark("end")
+    if PROFILE:
+        prof.disable()
+        prof.dump_stats(PROFILE)
+    marks["monitors at stop"] = [after[p] - before[p] for p in after]
     with open(OUT + ".core", "w") as f:
         json.dump(marks, f)
 sys.exit(code)
@@ -233,12 +269,19 @@ def one(n: int, base: str, src: str, plain: bool = False) -> "dict[str, float]":
     out["boot: core CPU, python start -> first fork"] = ms("python start", "first fork", 1)
     out["boot: core CPU, first fork -> boot() returned"] = ms("first fork", "boot returned", 1)
     out["boot: core wall, first fork -> boot() returned"] = ms("first fork", "boot returned", 0)
+    out["boot: core minor faults, first fork -> boot() returned (count)"] = (
+        c["boot returned"][2] - c["first fork"][2])
+    out["shutdown: core minor faults, SIGTERM -> services gone (count)"] = (
+        c["services gone"][2] - c["shutdown begin"][2])
     out["shutdown: core CPU, SIGTERM -> services gone"] = ms("shutdown begin", "services gone", 1)
     out["shutdown: core CPU, services gone -> end"] = ms("services gone", "end", 1)
     out["shutdown: core wall, SIGTERM seen -> services gone"] = ms("shutdown begin", "services gone", 0)
     out["shutdown: core wall, services gone -> end of main()"] = ms("services gone", "end", 0)
     out["shutdown: core wall, SIGTERM seen -> every exit sent"] = ms("shutdown begin", "exits sent", 0)
     out["shutdown: core CPU, SIGTERM seen -> every exit sent"] = ms("shutdown begin", "exits sent", 1)
+    stop = c["monitors at stop"]
+    out["shutdown: CPU of a monitor and its service, exits included (median)"] = med(stop)
+    out["shutdown: the same, summed over the monitors"] = sum(stop)
     out["shutdown: SIGTERM sent -> core sees it"] = (c["shutdown begin"][0] - t0) * 1000
     mons = []
     with open(out_base + ".monitors") as f:
@@ -260,7 +303,7 @@ def one(n: int, base: str, src: str, plain: bool = False) -> "dict[str, float]":
         if k == "cpu":
             out[label + " (sum)"] = sum(v for v in vals if v is not None)
     for what in ("children", "desc", "reports"):
-        for ph in ("boot", "stop"):
+        for ph in ("boot", "up", "stop"):
             out[f"{ph}: monitor {what} per monitor (median)"] = med([m[what].get(ph, 0) for m in mons])
     exits = sorted(m["t"]["exit cmd"] for m in mons if "exit cmd" in m["t"])
     gone = sorted(m["t"]["exit"] for m in mons)
