@@ -122,9 +122,12 @@ class Monitor:
                     self.read_notify()
             self.fire_deadlines()
             if self.exit_when_down and self.status.state is State.DOWN and not self._helpers_running():
-                # The last report goes out if there is room; if not, the core learns
-                # the same from our exit status (0 after `exit`).
-                self.report(force=True)
+                # Every change of status was reported as it happened (feed): no report
+                # of its own here, only what is still queued, if there is room now; if
+                # not, the core learns the same from our exit status (0 after `exit`).
+                self.report()
+                if self.outbox:
+                    self.send_reports()
                 os._exit(0)
 
     def _timeout(self) -> "float | None":
