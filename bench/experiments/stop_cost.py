@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+sys.path.insert(0, HERE)
 import run  # noqa: E402
 import systems as S  # noqa: E402
+from common import med, print_medians, schedstat  # noqa: E402
 
 WRAPPER = r'''
 import json, os, sys, time
@@ -208,20 +209,6 @@ sys.exit(code)
 '''
 
 
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def schedstat(pid: int) -> float:
-    """ms on a CPU so far."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e6
-    except OSError:
-        return 0.0
-
-
 def one(n: int, base: str, src: str, plain: bool = False) -> "dict[str, float]":
     system = S.Svtree("nowatch")
     work = tempfile.mkdtemp(dir=base)
@@ -336,15 +323,7 @@ def main() -> None:
         for _ in range(args.runs):
             for rev in revs:
                 got[rev].append(one(args.n, base, srcs[rev], args.plain))
-        keys = list(dict.fromkeys(k for r in revs for d in got[r] for k in d))
-        print(f"{'figure (median of ' + str(args.runs) + ' runs; ms unless said)':66}"
-              + "".join(f"{r[-12:]:>13}" for r in revs))
-        for k in keys:
-            cells = []
-            for r in revs:
-                v = med(d.get(k) for d in got[r])
-                cells.append(f"{v:13.2f}" if v is not None else f"{'-':>13}")
-            print(f"{k:66}" + "".join(cells))
+        print_medians(f"figure (median of {args.runs} runs; ms unless said)", revs, got, 66, 13)
     finally:
         run.kill_everything()
         subprocess.run(["rm", "-rf", base])

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,13 +37,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+sys.path.insert(0, HERE)
 import run  # noqa: E402
 import systems as S  # noqa: E402
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
+from common import med, print_medians  # noqa: E402
 
 
 def one(row: str, n: int, base: str) -> "dict[str, float]":
@@ -177,14 +173,7 @@ def main() -> None:
                 if path is not None:
                     S.SVTREE_PATH[0] = path
                 got[name].append(one(row, args.n, base))
-        keys = list(dict.fromkeys(k for r in rows for d in got[r] for k in d))
-        print(f"{'phase (ms; median of ' + str(args.runs) + ')':58}" + "".join(f"{r[-18:]:>19}" for r in rows))
-        for k in keys:
-            cells = []
-            for r in rows:
-                v = med(d.get(k) for d in got[r])
-                cells.append(f"{v * 1000:19.2f}" if v is not None else f"{'–':>19}")
-            print(f"{k:58}" + "".join(cells))
+        print_medians(f"phase (ms; median of {args.runs})", rows, got, 58, 19, scale=1000)
     finally:
         run.kill_everything()
         subprocess.run(["rm", "-rf", base])

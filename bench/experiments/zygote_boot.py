@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 REPO = os.path.dirname(BENCH)
 sys.path.insert(0, HERE)
-from common import rollup  # noqa: E402
+from common import rollup, schedstat  # noqa: E402
 
 PARENT = r'''
 import os, sys, time, gc, socket, json
@@ -77,14 +77,6 @@ os.rename(@INFO@ + ".tmp", @INFO@)
 import select
 select.select([], [], [])
 '''
-
-
-def schedstat(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e6
-    except OSError:
-        return 0.0
 
 
 def one(kind: str, n: int) -> dict:
