@@ -83,7 +83,6 @@ def monitor_main(spec, *a, **k):
             depth[0] -= 1
     osutil.children = children
     osutil.descendants = descendants
-    real_send = mon.Monitor.send_reports
     real_report = mon.Monitor.report
     def report(self, *a, **k):
         seq = self.seq
@@ -96,19 +95,12 @@ def monitor_main(spec, *a, **k):
         real_spawn(self)
         at("spawned")
     mon.Monitor.spawn_run = spawn_run
-    real_read = mon.Monitor.read_core
     real_feed = mon.Monitor.feed
     def feed(self, event):
         if phase[0] == "stop" and event.kind.name == "EXITED":
             at("run reaped")
         real_feed(self, event)
     mon.Monitor.feed = feed
-    def read_core(self):
-        phase[0] = "stop" if phase[0] == "stop" else phase[0]
-        real_read(self)
-        if self.exit_when_down and phase[0] != "stop":
-            pass
-    mon.Monitor.read_core = read_core
     real_decode = mon.decode_command
     def decode_command(data):
         cmd = real_decode(data)
