@@ -136,3 +136,26 @@ def test_a_removal_during_finish_stops_what_the_crash_left():
     ex = Example(services=(Svc("a", (), finish="slow"), Svc("b", ())),
                  actions=(Action(0.3, "kill", 0, "USR1"), Action(0.05, "reload", 0, "remove")))
     svfuzz.run_example(ex)
+
+
+def test_a_new_monitor_starts_a_service_that_had_ended_for_good():
+    """The model's, not svtree's: d (restart = "never") is killed and ends for good, but
+    is still wanted up; when its monitor dies later, the new monitor starts it again, as
+    the README says. The model kept d down. The example as the long profile found it
+    (smaller ones drawn by hand did not reach d's monitor)."""
+    ex = Example(
+        services=(
+            Svc("a", (), behaviour="forks", restart="never", stop_timeout=1.0, restart_delay=0.05,
+                finish="f125", finish_timeout=0.3),
+            Svc("b", (), restart="never", stop_timeout=0.2, restart_delay=0.2, finish="slow", finish_timeout=0.5),
+            Svc("c", (), behaviour="flood", restart="never", stop_timeout=0.2, restart_delay=0.2, finish="hung"),
+            Svc("d", (), behaviour="forks", restart="never", stop_timeout=0.7, finish_timeout=0.5),
+        ),
+        actions=(
+            Action(0.1, "kill_monitor", 4, "HUP@spawn"), Action(0.6, "stall", 3, "0.3"),
+            Action(0.05, "kill", 0, "KILL"), Action(0.0, "reload", 5, "change"),
+            Action(0.05, "kill_monitor", 3, "INT@spawn"), Action(0.6, "stall", 2, "0.3"),
+        ),
+        kill_grace=1.0,
+    )
+    svfuzz.run_example(ex)

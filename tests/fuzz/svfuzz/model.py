@@ -265,11 +265,15 @@ class Model:
             self._start_like(name, t)
         elif self.status[name] == "up":
             self.status[name] = "unknown"
-        elif self.status[name] == "down" and self.down_kind.get(name) == "ended" and t < self.pending[name]:
-            # Ended by its finish's 125 or its policy, maybe not yet: a monitor killed
-            # while that finish runs (kill_monitor "@spawn") takes the 125 with it, and
-            # the next monitor starts the service again, as it is still wanted up.
-            self.status[name] = "unknown"
+        elif self.status[name] == "down" and self.down_kind.get(name) == "ended":
+            # Ended by its finish's 125 or its policy: still wanted up, so the next
+            # monitor starts it again (README: "a new monitor then starts the service
+            # again"). Maybe not yet ended when the kill came (a monitor killed while that
+            # finish runs, kill_monitor "@spawn", takes the 125 with it): unknown then.
+            if t < self.pending[name]:
+                self.status[name] = "unknown"
+            else:
+                self._start_like(name, t)
         self.pending[name] = max(self.pending[name], t + int(2e9))
         self.converge(t)
 
