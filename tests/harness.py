@@ -399,21 +399,34 @@ def pid_of(sv, name: str) -> int:
 
 
 def kill_when_idle(pid: int, timeout: float = 20.0) -> None:
-    """SIGKILL `pid` at a moment it waits for input with nothing in hand: stopped while
-    blocked reading its stdin (read on fd 0, or in poll for s6-log)."""
+    """SIGKILL `pid` at a moment it waits for input with nothing in hand: blocked reading
+    its stdin (read on fd 0, or in poll for s6-log), and it has read nothing since it was
+    seen so. A process stopped by SIGSTOP shows the read it was in even when that read
+    had just returned data (the stop comes on the way out of the call), so the blocked
+    state is seen while it runs, and its read-byte count (/proc/PID/io rchar) must not
+    move between that and the stop."""
     reads, polls = IDLE_CALLS
     deadline = time.monotonic() + timeout
     while True:
-        os.kill(pid, signal.SIGSTOP)
-        wait_for(lambda: proc_status(pid)["State"].startswith("T"), what=f"{pid} to stop")
+        before = _rchar(pid)
         with open(f"/proc/{pid}/syscall") as f:
             call = f.read().split()
-        if call and ((call[0] in reads and int(call[1], 16) == 0) or call[0] in polls):
-            os.kill(pid, signal.SIGKILL)
-            return
-        os.kill(pid, signal.SIGCONT)
+        blocked = proc_status(pid)["State"].startswith("S") and bool(call) and (
+            (call[0] in reads and int(call[1], 16) == 0) or call[0] in polls)
+        if blocked:
+            os.kill(pid, signal.SIGSTOP)
+            wait_for(lambda: proc_status(pid)["State"].startswith("T"), what=f"{pid} to stop")
+            if _rchar(pid) == before:
+                os.kill(pid, signal.SIGKILL)
+                return
+            os.kill(pid, signal.SIGCONT)
         assert time.monotonic() < deadline, f"{pid} was never idle"
         time.sleep(0.002)
+
+
+def _rchar(pid: int) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
 
 
 def read_logdir(logdir: str) -> "list[str]":
