@@ -7,20 +7,18 @@ started, None when none runs), `cpu_seconds` and `memory_bytes` (None when unkno
 
 from __future__ import annotations
 
-from svtree.states import State
+from svtree.states import UP_STATES, State
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = tuple(s.value for s in State)
-UP_STATES = ("up", "ready", "done")  # as `ctl wait --up`
-READY_STATES = ("ready", "done")  # as `ctl status`'s READY
 
 # (name, type, help, the row's field, or how to get the value from a row); a value of
 # None leaves the service out of that family.
 SERVICE_FAMILIES = (
     ("svtree_service_up", "gauge", "1 when the service is up (up, ready, or a oneshot done), else 0.",
-     lambda r: 1 if r["state"] in UP_STATES else 0),
+     lambda r: 1 if r["state"] in UP_STATES else 0),  # (str enums: a row's string matches)
     ("svtree_service_ready", "gauge", "1 when the service is ready (ready, or a oneshot done), else 0.",
-     lambda r: 1 if r["state"] in READY_STATES else 0),
+     "ready"),
     ("svtree_service_restarts_total", "counter", "Times the service was started again since svtree started.",
      "restarts"),
     ("svtree_service_last_exit_code", "gauge",
