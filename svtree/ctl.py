@@ -190,13 +190,6 @@ def replies(path: str, req: dict, timeout: "float | None"):
         s.close()
 
 
-def request(path: str, req: dict, timeout: "float | None") -> dict:
-    """Send one request, read one reply. Raises OSError when svtree cannot be reached."""
-    for reply in replies(path, req, timeout):
-        return reply
-    raise ConnectionError("svtree closed the connection without answering")
-
-
 def _duration(seconds: "float | None") -> str:
     if seconds is None:
         return "-"
