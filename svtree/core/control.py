@@ -278,11 +278,7 @@ class Server:
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of fds: stop accepting for a moment instead of spinning.
-                    self.log.warning("retry_later", what="accept", error=e.strerror)
-                    self.loop.remove_reader(self.lsock)
-                    self.loop.call_later(0.5, lambda: self.loop.add_reader(self.lsock, self.accept))
+                self.loop.accept_failed(self.log, "accept", self.lsock, self.accept, e)
                 return
             sock.setblocking(False)
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))

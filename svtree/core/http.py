@@ -21,7 +21,6 @@ services.
 
 from __future__ import annotations
 
-import errno
 import socket
 from http import HTTPStatus
 from typing import Callable, Protocol
@@ -298,11 +297,7 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of fds: stop accepting for a moment instead of spinning.
-                    self.log.warning("retry_later", what="http accept", error=e.strerror)
-                    self.loop.remove_reader(self.lsock.fileno())
-                    self.loop.call_later(0.5, lambda: self.loop.add_reader(self.lsock.fileno(), self.accept))
+                self.loop.accept_failed(self.log, "http accept", self.lsock.fileno(), self.accept, e)
                 return
             sock.setblocking(False)
             if len(self.clients) >= MAX_CLIENTS and not self._evict():

@@ -9,6 +9,7 @@ Each fd has at most one reader and one writer callback (a socket can have both).
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import math
@@ -18,7 +19,8 @@ import socket
 import time
 from typing import Callable
 
-
+ACCEPT_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)  # accept() out of resources
+ACCEPT_PAUSE = 0.5  # seconds a listening socket is not read after that
 MAX_WAIT = 86400.0  # seconds: the longest single wait (far below epoll's ~24.8 days)
 
 
@@ -113,6 +115,15 @@ class Loop:
             self._set(fileobj, None, writer)
         except (KeyError, ValueError, OSError):
             pass  # closed meanwhile
+
+    def accept_failed(self, log, what: str, lsock_or_fd, accept: Callable[[], None], e: OSError) -> None:
+        """A listening socket's accept() failed with `e`. Out of fds (or kernel memory):
+        stop accepting for a moment instead of spinning, and say so. Anything else (a
+        client that gave up meanwhile) is nothing to do."""
+        if e.errno in ACCEPT_EXHAUSTED:
+            log.warning("retry_later", what=what, error=e.strerror)
+            self.remove_reader(lsock_or_fd)
+            self.call_later(ACCEPT_PAUSE, lambda: self.add_reader(lsock_or_fd, accept))
 
     def add_writer(self, fileobj, callback: Callable[[], None]) -> None:
         self._set(fileobj, self._callbacks(fileobj)[0], callback)
