@@ -125,7 +125,7 @@ class Monitor:
                 # Every change of status was reported as it happened (feed): no report
                 # of its own here, only what is still queued, if there is room now; if
                 # not, the core learns the same from our exit status (0 after `exit`).
-                self.report()
+                # (The status changes only in feed, which reports it at once.)
                 if self.outbox:
                     self.send_reports()
                 os._exit(0)
