@@ -231,10 +231,6 @@ class Records:
         svc = self.by_name.get(name)
         return svc is not None and svc.retirement is not None
 
-    def gone(self, name: str) -> bool:
-        svc = self.by_name.get(name)
-        return svc is None or svc.life is Life.GONE
-
     def deps_ready(self, svc: Service) -> bool:
         return not self.not_ready(svc)
 

@@ -23,8 +23,12 @@ def may_stop(records: Records) -> "set[str]":
     and theirs, gone."""
     dependents = records.live_dependents()
 
+    def gone(name: str) -> bool:
+        svc = records.by_name.get(name)
+        return svc is None or svc.life is Life.GONE
+
     def all_gone(name: str) -> bool:
-        return all(records.gone(d) and all_gone(d) for d in dependents.get(name, ()))
+        return all(gone(d) and all_gone(d) for d in dependents.get(name, ()))
 
     return {svc.name for svc in records if svc.life not in (Life.EXIT_SENT, Life.GONE) and all_gone(svc.name)}
 
