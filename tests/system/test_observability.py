@@ -17,7 +17,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import REPO, descendants, needs_pidns, proc_status, wait_for
+from harness import REPO, descendants, needs_pidns, pid_of, wait_for
 
 pytestmark = [needs_pidns, pytest.mark.timeout(90)]
 
@@ -51,14 +51,6 @@ def metrics(port: int) -> "dict[tuple[str, tuple], float]":
 
 def svc(name: str) -> tuple:
     return (("service", name),)
-
-
-def host_pid(sv, nspid: int) -> int:
-    """The host's pid of the process svtree's namespace calls nspid."""
-    for p in descendants(sv.pid1):
-        if proc_status(p).get("NSpid", "").split()[-1:] == [str(nspid)]:
-            return p
-    raise AssertionError(f"no process {nspid} in svtree's namespace")
 
 
 def rss_of_tree(pid: int) -> int:
@@ -300,7 +292,7 @@ def test_probes_status_and_metrics_match_reality(tree, run_svtree):
         assert abs(start - (time.time() - ctl_rows[name]["uptime"])) < 5
     # The hog's memory: its 64 MiB, and what /proc says of its tree (its monitor's
     # descendants; the monitor is its parent).
-    hog_pid = host_pid(sv, ctl_rows["hog"]["pid"])
+    hog_pid = pid_of(sv, "hog")
     real = rss_of_tree(hog_pid)
     mem = m[("svtree_service_memory_bytes", svc("hog"))]
     assert 64 << 20 <= mem and abs(mem - real) < 8 << 20, (mem, real)
