@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import textwrap
 import time
 
 import pytest
@@ -35,14 +34,6 @@ LINES = 2000  # lines a producer writes (about 20 KB: they fit in the pipe while
 
 
 # --- trees -------------------------------------------------------------------------------
-
-def write(path: str, text: str, executable: bool = False) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(textwrap.dedent(text).lstrip("\n"))
-    if executable:
-        os.chmod(path, 0o755)
-
 
 def shell_logger(tree, out: str, delay: str = "") -> str:
     """A plain logger: each line appended to `out` as it comes (and `delay` after each).
@@ -85,15 +76,15 @@ class Pipeline:
             self.rc_service(producer_name, producer(tree, producer_name, LINES), **{"producer-for": self.logger})
             self.rc_service(self.logger, run, **{"consumer-for": producer_name})
             for member in (producer_name, self.logger):
-                write(f"{self.rc}/user/contents.d/{member}", "")
-            write(f"{self.rc}/user/type", "bundle\n")
+                self.tree.write(f"{self.rc}/user/contents.d/{member}", "")
+            self.tree.write(f"{self.rc}/user/type", "bundle\n")
             self.source = ["--s6-overlay", os.path.join(tree.root, "root")]
 
     def rc_service(self, name: str, run: str, **files: str) -> None:
-        write(f"{self.rc}/{name}/type", "longrun\n")
-        write(f"{self.rc}/{name}/run", run, executable=True)
+        self.tree.write(f"{self.rc}/{name}/type", "longrun\n")
+        self.tree.write(f"{self.rc}/{name}/run", run, executable=True)
         for file, text in files.items():
-            write(f"{self.rc}/{name}/{file}", text + "\n")
+            self.tree.write(f"{self.rc}/{name}/{file}", text + "\n")
 
     def start(self, run_svtree, **kw):
         return run_svtree(source=self.source, **kw) if self.source else run_svtree(**kw)
@@ -125,9 +116,8 @@ def test_stdout_feeds_the_logger_and_stderr_keeps_its_prefix(tree, run_svtree, l
     p = Pipeline(tree, layout, "sh")
     tree.service("other", tree.sh("while :; do sleep 0.05; done\n"))
     if layout == "s6rc":
-        write(f"{p.rc}/other/type", "longrun\n")
-        write(f"{p.rc}/other/run", tree.sh("while :; do sleep 0.05; done\n"), executable=True)
-        write(f"{p.rc}/user/contents.d/other", "")
+        p.rc_service("other", tree.sh("while :; do sleep 0.05; done\n"))
+        tree.write(f"{p.rc}/user/contents.d/other", "")
     sv = p.start(run_svtree)
     wait_for(lambda: done(tree, "app", 1), what="the producer's lines")
     wait_for(lambda: len(p.logged()) == LINES, what="every line in the logger's file")
@@ -225,8 +215,8 @@ def test_several_producers_share_one_logger(tree, run_svtree):
     and one producer's restart is not the end of the logger's input."""
     p = Pipeline(tree, "s6rc", "sh")
     p.rc_service("two", producer(tree, "two", lines=50), **{"producer-for": p.logger})
-    write(f"{p.rc}/{p.logger}/consumer-for", "app\ntwo\n")
-    write(f"{p.rc}/user/contents.d/two", "")
+    tree.write(f"{p.rc}/{p.logger}/consumer-for", "app\ntwo\n")
+    tree.write(f"{p.rc}/user/contents.d/two", "")
     sv = p.start(run_svtree)
     wait_for(lambda: done(tree, "app", 1) and done(tree, "two", 1), what="both producers' lines")
     wait_for(lambda: len(p.logged()) == LINES + 50, what="both producers' lines logged")
@@ -255,7 +245,7 @@ def test_at_shutdown_the_logger_reads_to_the_end_and_exits_by_itself(tree, run_s
     if layout == "log":
         tree.write("app/log/run", slow, executable=True)
     else:
-        write(f"{p.rc}/{p.logger}/run", slow, executable=True)
+        tree.write(f"{p.rc}/{p.logger}/run", slow, executable=True)
     sv = p.start(run_svtree, args=["--log-format", "json"])
     wait_for(lambda: done(tree, "app", 1), what="the producer's lines")
     assert len(p.logged()) < LINES  # the logger is behind: the pipe holds the rest
@@ -297,7 +287,7 @@ def test_a_reload_that_changes_only_the_logger_keeps_the_producer_and_the_pipe(t
     wait_for(lambda: len(p.logged()) >= 300, what="300 lines logged")
     app = pid_of(sv, "app")
     second = p.out + "-2"
-    write(f"{p.rc}/{p.logger}/run", s6_logger(second), executable=True)
+    tree.write(f"{p.rc}/{p.logger}/run", s6_logger(second), executable=True)
     r = sv.ctl("reload")
     assert r.returncode == 0 and p.logger in r.stdout and "app" not in r.stdout.replace(p.logger, ""), r.stdout
     wait_for(lambda: done(tree, "app", 1), what="the producer's lines")
@@ -339,9 +329,8 @@ def test_a_reload_that_changes_a_log_directory_restarts_both_on_the_same_pipe(tr
 
 def test_removing_a_pipeline_closes_its_pipe(tree, run_svtree):
     p = Pipeline(tree, "s6rc", "sh")
-    write(f"{p.rc}/other/type", "longrun\n")
-    write(f"{p.rc}/other/run", tree.sh("while :; do sleep 0.05; done\n"), executable=True)
-    write(f"{p.rc}/user/contents.d/other", "")
+    p.rc_service("other", tree.sh("while :; do sleep 0.05; done\n"))
+    tree.write(f"{p.rc}/user/contents.d/other", "")
     sv = p.start(run_svtree)
     sv.wait_state("ready", "app", "other")
     pipe = pipe_inode(pid_of(sv, "app"), 1)
