@@ -306,10 +306,13 @@ class Core:
         if self.shutting_down or self.start_order.booted:
             return
         self._boot_failed("boot_timeout passed", self.start_order.not_ready(), timeout=True)
+        if not self.shutting_down:
+            self._converge()
 
     def _boot_failed(self, reason: str, services: "list[str]", timeout: bool = False) -> None:
         """A oneshot failed during the boot, or boot_timeout passed first: the plan's
-        boot_failure says what now (s6-overlay's S6_BEHAVIOUR_IF_STAGE2_FAILS)."""
+        boot_failure says what now (s6-overlay's S6_BEHAVIOUR_IF_STAGE2_FAILS). The
+        caller converges after it."""
         rule = self.plan.settings.boot_failure
         if rule != "continue":
             self.log.warning("boot_failed", reason=reason, services=services,
@@ -322,7 +325,6 @@ class Core:
             self.start_order.timeout()
         else:
             self.start_order.oneshot_failed(services[0])
-        self._converge()
 
     # --- monitors: reports and exits --------------------------------------------------
 
