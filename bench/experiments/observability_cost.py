@@ -184,12 +184,9 @@ def probe_costs(n: int, count: int) -> None:
             own_s.append(after.ru_utime + after.ru_stime - kids.ru_utime - kids.ru_stime)
     finally:
         run.close()
-    med = statistics.median
-    print(f"core CPU per GET /readyz (new connection), median of {count}: {med(http_ns) / 1000:.0f} us "
-          f"(p10 {sorted(http_ns)[count // 10] / 1000:.0f}, p90 {sorted(http_ns)[count * 9 // 10] / 1000:.0f})")
-    print(f"core CPU per `svtree ctl check`, median of {count}: {med(core_ns) / 1000:.0f} us "
-          f"(p10 {sorted(core_ns)[count // 10] / 1000:.0f}, p90 {sorted(core_ns)[count * 9 // 10] / 1000:.0f})")
-    print(f"the ctl check process's own CPU, median of {count}: {med(own_s) * 1000:.1f} ms")
+    print(median_line("core CPU per GET /readyz (new connection)", http_ns, "us", 1e-3))
+    print(median_line("core CPU per `svtree ctl check`", core_ns, "us", 1e-3))
+    print(f"the ctl check process's own CPU, median of {count}: {statistics.median(own_s) * 1000:.1f} ms")
 
 
 def memory_costs(n: int, lines: int, width: int) -> None:
