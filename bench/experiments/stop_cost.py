@@ -64,9 +64,7 @@ def monitor_main(spec, *a, **k):
     def at(name):
         m["t"].setdefault(name, time.monotonic())
         m["cpu"].setdefault(name, time.process_time())
-        with open("/proc/self/stat", "rb") as f:
-            st = f.read()
-        m.setdefault("minflt", {}).setdefault(name, int(st[st.rfind(b")") + 2:].split()[7]))
+        m.setdefault("minflt", {}).setdefault(name, minflt())
     at("fork")
     os.waitpid = real_waitpid  # the core's wait4 below is the core's only
     depth = [0]
